@@ -30,18 +30,20 @@ def find_table_file(data_dir: str | Path, table: str) -> Path | None:
     return found[0] if found else None
 
 
-def _format_for_csv(df: pd.DataFrame) -> pd.DataFrame:
-    """Timestamps as ISO 8601 (UTC, no offset), dates as YYYY-MM-DD, as the contract says."""
-    out = df.copy()
-    for col in out.columns:
-        s = out[col]
-        if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
-            spec_kind = _kind_of(col)
-            if isinstance(s.dtype, pd.DatetimeTZDtype):
-                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-            fmt = "%Y-%m-%d" if spec_kind == "date" else "%Y-%m-%d %H:%M:%S"
-            out[col] = s.dt.strftime(fmt)
-    return out
+def _to_arrow_for_csv(df: pd.DataFrame) -> pa.Table:
+    """Timestamps as ISO 8601 in UTC without offset, dates as YYYY-MM-DD, as the contract says."""
+    tbl = pa.Table.from_pandas(df, preserve_index=False)
+    for i, field in enumerate(tbl.schema):
+        if pa.types.is_timestamp(field.type):
+            col = tbl.column(i)
+            if field.type.tz is not None:
+                col = col.cast(pa.timestamp(field.type.unit, tz="UTC")).cast(pa.timestamp(field.type.unit))
+            if _kind_of(field.name) == "date":
+                col = col.cast(pa.date32())
+            else:
+                col = col.cast(pa.timestamp("s"), safe=False)
+            tbl = tbl.set_column(i, field.name, col)
+    return tbl
 
 
 def _kind_of(column: str) -> str | None:
@@ -61,7 +63,7 @@ def write_table(df: pd.DataFrame, data_dir: str | Path, table: str, fmt: str = "
     path = d / f"{table}.{fmt}"
     tmp = d / f".{table}.{fmt}.tmp"
     if fmt == "csv":
-        _format_for_csv(df).to_csv(tmp, index=False, lineterminator="\n")
+        pacsv.write_csv(_to_arrow_for_csv(df), tmp, pacsv.WriteOptions(quoting_style="needed"))
     else:
         df.to_parquet(tmp, index=False)
     tmp.replace(path)
