@@ -1,0 +1,129 @@
+"""``bundle-pricing``: the command line of the system (Typer).
+
+Heavy libraries (Prefect, Great Expectations, MLflow) are imported inside the commands that need them,
+so ``bundle-pricing --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.markup import escape
+
+from flows.env import configure_environment
+
+app = typer.Typer(
+    name="bundle-pricing",
+    help="Personalized bundle prices: validated ingestion, LightGBM demand model, CVXPY price optimization.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+class Size(str, Enum):
+    tiny = "tiny"
+    default = "default"
+    bench = "bench"
+
+
+class Format(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the seven contract tables into")],
+    size: Annotated[Size, typer.Option(help="market size: tiny (tests), default (demo), bench")] = Size.default,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same market")] = 7,
+    fmt: Annotated[Format, typer.Option("--format", help="file format of the tables")] = Format.csv,
+) -> None:
+    """Generate a synthetic shop with a known ground truth (saved in OUT/_truth)."""
+    from pricing.simulator import simulate as run_simulation
+
+    with console.status(f"simulating a {size.value} market (seed {seed}) ...") as status:
+        paths = run_simulation(out_dir, size=size.value, seed=seed, fmt=fmt.value, progress=lambda m: status.update(m))
+    for table, path in paths.items():
+        out.print(f"  {table:<18} {path}")
+    out.print(f"[green]market written to {out_dir}[/] (ground truth in {out_dir / '_truth'})")
+
+
+@app.command()
+def ingest(
+    data: Annotated[Path, typer.Option("--data", help="folder with the shop's tables (data contract v1)")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="where validated snapshots go (default: <work_dir>/ingest)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+    force: Annotated[bool, typer.Option(help="ingest again even if the same data was ingested before")] = False,
+) -> None:
+    """Validate every table with Great Expectations and write a typed, fingerprinted snapshot."""
+    configure_environment()
+    from flows.ingest import ingest_flow
+    from pricing.contract import ContractError
+
+    try:
+        summary = ingest_flow(
+            data_dir=str(data),
+            out_dir=str(out_dir) if out_dir else None,
+            config_path=str(config) if config else None,
+            force=force,
+        )
+    except ContractError as exc:
+        _fail(f"ingestion stopped, nothing was published.\n{exc}")
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+    out.print(Markdown(summary.to_markdown()))
+
+
+@app.command("import-online-retail")
+def import_online_retail(
+    src: Annotated[Path, typer.Option("--src", help="the UCI Online Retail CSV (optionally .gz)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder to write products, customers, orders into")],
+    cost_ratio: Annotated[
+        float, typer.Option(help="assumed unit cost as a share of list price (the data has no costs)")
+    ] = 0.6,
+    fmt: Annotated[Format, typer.Option("--format", help="file format of the tables")] = Format.csv,
+) -> None:
+    """Turn the real Online Retail transactions into contract tables."""
+    from pricing.online_retail import import_online_retail as run_import
+
+    if not src.exists():
+        _fail(f"{src} not found", 2)
+    with console.status("importing Online Retail ..."):
+        report = run_import(src, out_dir, cost_ratio=cost_ratio, fmt=fmt.value)
+    out.print(Markdown(report.to_markdown()))
+
+
+@app.command()
+def contract() -> None:
+    """Print the data contract (tables, columns, rules)."""
+    from pricing.contract import contract_markdown
+
+    out.print(contract_markdown(), highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
