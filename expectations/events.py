@@ -1,6 +1,7 @@
 """Suite for ``events``: a product for views and add-to-cart, a query for searches."""
 
 import great_expectations.expectations as gxe
+from great_expectations.expectations.row_conditions import Column
 
 from expectations.common import contract_expectations, meta
 
@@ -11,14 +12,12 @@ def expectations() -> list[gxe.Expectation]:
     return contract_expectations(TABLE) + [
         gxe.ExpectColumnValuesToNotBeNull(
             column="product_id",
-            row_condition='event_type in ["view", "add_to_cart"]',
-            condition_parser="pandas",
+            row_condition=Column("event_type").is_in(["view", "add_to_cart"]),
             meta=meta("row", "product_id needed for view and add_to_cart"),
         ),
         gxe.ExpectColumnValuesToNotBeNull(
             column="query",
-            row_condition='event_type == "search"',
-            condition_parser="pandas",
+            row_condition=Column("event_type") == "search",
             meta=meta("row", "query needed for search"),
         ),
     ]

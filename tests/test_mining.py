@@ -27,7 +27,13 @@ from pricing.mining import (
     pair_lift_lookup,
 )
 
-DEFAULT_RETAIL = Path("/work/shared/datasets/online_retail/online_retail_2010-12_2011-12.csv.gz")
+DEFAULT_RETAIL = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "datasets"
+    / "online_retail"
+    / "online_retail_2010-12_2011-12.csv.gz"
+)
 T0 = pd.Timestamp("2024-01-01 10:00")
 
 
@@ -227,7 +233,10 @@ def test_mine_bundles_score_and_format(tiny):
     assert out["product_ids"].tolist() == ["A|B|C", "A|C"]
     abc, ac = out.iloc[0], out.iloc[1]
     assert abc["margin"] == pytest.approx((2 + 5 + 4) - (1 + 2 + 3))
-    assert abc["score"] == pytest.approx(abc["lift"] * 5.0)
+    # score = lift_norm * margin, lift_norm = lift ** (1 / (n_items - 1)): sqrt for a triple, lift for a pair
+    assert abc["lift_norm"] == pytest.approx(((2 / 5) / (0.8 * 0.8 * 0.6)) ** 0.5)
+    assert abc["score"] == pytest.approx(abc["lift_norm"] * 5.0)
+    assert ac["lift_norm"] == pytest.approx(1.25)
     assert ac["margin"] == pytest.approx(2.0) and ac["score"] == pytest.approx(1.25 * 2.0)
     assert out["rank"].tolist() == [1, 2]
     assert abc["bundle_id"] == bundle_id_for("A|B|C") and abc["bundle_id"].startswith("B-")
@@ -241,15 +250,22 @@ def test_mine_bundles_score_and_format(tiny):
     assert mine_bundles(tiny, _tiny_products(), MiningRules(min_support=0.5, min_lift=1.0))[
         "product_ids"
     ].tolist() == ["A|C"]
-    assert len(mine_bundles(tiny, _tiny_products(), MiningRules(min_support=0.0, min_lift=0.0, max_candidates=3))) == 3
-    assert mine_bundles(tiny, _tiny_products(), MiningRules(min_support=0.0, min_lift=0.0, max_candidates=0)).empty
+    assert (
+        len(
+            mine_bundles(tiny, _tiny_products(), MiningRules(min_support=0.0, min_lift=0.0, max_candidates=3))
+        )
+        == 3
+    )
+    assert mine_bundles(
+        tiny, _tiny_products(), MiningRules(min_support=0.0, min_lift=0.0, max_candidates=0)
+    ).empty
     # min_confidence: AB's best rule is 3/4, AC's 1.0
     got = mine_bundles(tiny, _tiny_products(), MiningRules(min_support=0.0, min_lift=0.0, min_confidence=0.8))
     assert set(got["product_ids"]) == {"A|C", "A|B|C"}
 
 
 def test_mine_bundles_category_mixes(tiny):
-    base = dict(min_support=0.0, min_lift=0.0)
+    base = {"min_support": 0.0, "min_lift": 0.0}
     only_home = mine_bundles(tiny, _tiny_products(), MiningRules(**base, allowed_category_mixes=(("home",),)))
     assert only_home["product_ids"].tolist() == ["A|B"]
     mixed = mine_bundles(
@@ -260,7 +276,7 @@ def test_mine_bundles_category_mixes(tiny):
 
 
 def test_mine_bundles_diversity_and_unknown_products(tiny):
-    base = dict(min_support=0.0, min_lift=0.0)
+    base = {"min_support": 0.0, "min_lift": 0.0}
     full = mine_bundles(tiny, _tiny_products(), MiningRules(**base))
     thin = mine_bundles(tiny, _tiny_products(), MiningRules(**base, max_per_product=1))
     # greedy by rank: the first bundle uses A, B and C, so nothing else can follow
@@ -283,14 +299,14 @@ def test_exclude_same_product_case_twins():
 
 def test_mining_rules_validation():
     for bad in (
-        dict(min_support=-0.1),
-        dict(min_support=1.5),
-        dict(max_items=4),
-        dict(max_items=1),
-        dict(min_confidence=2.0),
-        dict(max_candidates=-1),
-        dict(min_basket_size=0),
-        dict(max_per_product=0),
+        {"min_support": -0.1},
+        {"min_support": 1.5},
+        {"max_items": 4},
+        {"max_items": 1},
+        {"min_confidence": 2.0},
+        {"max_candidates": -1},
+        {"min_basket_size": 0},
+        {"max_per_product": 0},
     ):
         with pytest.raises(ValueError):
             MiningRules(**bad)
@@ -377,7 +393,9 @@ def test_real_baskets_match_brute_force(retail_slice):
         return brute[k] / min(brute[s] for s in subs)
 
     multi = stats.loc[stats["size"] >= 2]
-    np.testing.assert_allclose(multi["confidence"].to_numpy(), [best_conf(k) for k in multi["items"]], rtol=1e-12)
+    np.testing.assert_allclose(
+        multi["confidence"].to_numpy(), [best_conf(k) for k in multi["items"]], rtol=1e-12
+    )
     pairs = stats.loc[stats["size"] == 2]
     np.testing.assert_allclose(
         pairs["confidence_a_to_b"].to_numpy(),
@@ -404,7 +422,9 @@ def _retail_products(orders: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "product_id": price.index,
-            "category": np.where(ids.str[:1].isin(list("12")), "deco", np.where(ids.str[:1] == "2", "home", "misc")),
+            "category": np.where(
+                ids.str[:1].isin(list("12")), "deco", np.where(ids.str[:1] == "2", "home", "misc")
+            ),
             "unit_cost": (0.6 * price).to_numpy(),
             "list_price": price.to_numpy(),
         }
@@ -435,7 +455,7 @@ def test_real_mine_bundles_rules(retail_slice):
     # deterministic
     pd.testing.assert_frame_equal(out, mine_bundles(retail_slice, products, rules))
     # the stats behind the bundles agree with the brute force
-    n, brute = _brute_force(retail_slice, 0.01)
+    _n, brute = _brute_force(retail_slice, 0.01)
     for ids, cnt in zip(out["product_ids"], out["count"]):
         assert brute[tuple(ids.split(BUNDLE_ITEM_SEP))] == cnt
 
@@ -448,3 +468,16 @@ def test_full_file_runs_in_seconds():
     elapsed = time.perf_counter() - t
     assert (stats["size"] == 3).sum() > 1000
     assert elapsed < 20, f"itemset_stats took {elapsed:.1f}s on the full file"
+
+
+def test_integer_product_ids_sorted_naturally():
+    orders = pd.DataFrame(
+        {"order_id": [1, 1, 2, 2, 3], "product_id": [10, 2, 10, 2, 2], "quantity": [1, 1, 1, 1, 1]}
+    )
+    s = itemset_stats(orders, min_support=0.0)
+    assert s["items"].tolist() == [(2,), (10,), (2, 10)]
+    products = pd.DataFrame(
+        {"product_id": [2, 10], "category": ["a", "a"], "unit_cost": [1.0, 1.0], "list_price": [2.0, 2.0]}
+    )
+    out = mine_bundles(orders, products, MiningRules(min_support=0.0, min_lift=0.0))
+    assert out["product_ids"].tolist() == ["2|10"]
