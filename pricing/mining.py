@@ -14,8 +14,9 @@ Definitions (N = number of baskets after the optional point-in-time cut):
   pair counts). Pairs also get both directions: ``confidence_a_to_b`` = count(AB)/count(A) and
   ``confidence_b_to_a`` = count(AB)/count(B) where ``(a, b) = items``.
 * **lift(I)** = P(I) / prod_i P(i) (full-independence lift): pairs ``P(AB) / (P(A) P(B))``, triples
-  ``P(ABC) / (P(A) P(B) P(C))``. Note that a triple's lift is on a larger scale than a pair's
-  (it multiplies the lift of its strongest pair by P(C|AB)/P(C)).
+  ``P(ABC) / (P(A) P(B) P(C))``. A triple's lift is on a larger scale than a pair's: it equals
+  ``lift(AB) * P(C|AB) / P(C)`` for each of its pairs. :func:`mine_bundles` therefore ranks by
+  ``lift_norm = lift ** (1 / (size - 1))`` (see there); ``lift`` itself is what the filters use.
 * **min_basket_size**: every basket counts in N and in the single-item counts (the marginals P(A));
   only baskets with at least ``min_basket_size`` distinct items count as *co-purchase evidence*, i.e.
   in the counts of itemsets of size >= 2. With the default 2 this changes nothing (a one-item basket
@@ -41,16 +42,16 @@ import scipy.sparse as sp
 from pricing.contract import BUNDLE_ITEM_SEP
 
 __all__ = [
-    "ITEMSET_COLUMNS",
     "BUNDLE_COLUMNS",
+    "ITEMSET_COLUMNS",
     "Baskets",
     "MiningRules",
     "baskets",
-    "itemset_stats",
-    "pair_lift_lookup",
-    "pair_lift",
-    "mine_bundles",
     "bundle_id_for",
+    "itemset_stats",
+    "mine_bundles",
+    "pair_lift",
+    "pair_lift_lookup",
 ]
 
 ITEMSET_COLUMNS: tuple[str, ...] = (
@@ -72,6 +73,7 @@ BUNDLE_COLUMNS: tuple[str, ...] = (
     "support",
     "confidence",
     "lift",
+    "lift_norm",
     "margin",
     "score",
     "rank",
@@ -235,7 +237,9 @@ def _min_count(min_support: float, n: int) -> int:
     return max(1, math.ceil(min_support * n - 1e-9))
 
 
-def _pair_counts(xf: sp.csr_matrix, min_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix]:
+def _pair_counts(
+    xf: sp.csr_matrix, min_count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix]:
     """Pairs ``i < j`` (local item indices) with ``count >= min_count``, and the full co-count matrix."""
     co = (xf.T @ xf).tocsr()
     upper = sp.triu(co, k=1).tocoo()
@@ -385,7 +389,9 @@ def pair_lift_lookup(stats: pd.DataFrame) -> pd.DataFrame:
     bwd = fwd.assign(product_a=b, product_b=a, confidence=pairs["confidence_b_to_a"].to_numpy())
     both = pd.concat([fwd, bwd], ignore_index=True)
     if both.empty:
-        both = both.astype({"count": np.int64, "support": np.float64, "lift": np.float64, "confidence": np.float64})
+        both = both.astype(
+            {"count": np.int64, "support": np.float64, "lift": np.float64, "confidence": np.float64}
+        )
     return both.set_index(["product_a", "product_b"]).sort_index()
 
 
@@ -420,6 +426,7 @@ def _empty_bundles() -> pd.DataFrame:
             "support": pd.Series([], dtype=np.float64),
             "confidence": pd.Series([], dtype=np.float64),
             "lift": pd.Series([], dtype=np.float64),
+            "lift_norm": pd.Series([], dtype=np.float64),
             "margin": pd.Series([], dtype=np.float64),
             "score": pd.Series([], dtype=np.float64),
             "rank": pd.Series([], dtype=np.int64),
@@ -458,12 +465,19 @@ def mine_bundles(
     ``min_lift``, ``min_confidence``, ``exclude_same_product`` and ``allowed_category_mixes``; itemsets
     holding a product missing from ``products`` are dropped (no margin). They are ranked by
 
-        ``score = lift * margin``, ``margin = sum(list_price) - sum(unit_cost)`` over the bundle's items
+        ``score = lift_norm * margin``, with ``margin = sum(list_price) - sum(unit_cost)`` over the
+        bundle's items and ``lift_norm = lift ** (1 / (n_items - 1))``
 
     (ties: higher support, then product ids), thinned by ``max_per_product`` and cut at
-    ``max_candidates``. Columns: ``bundle_id`` (:func:`bundle_id_for`), ``product_ids`` (sorted ids
-    joined by ``|``), ``n_items``, ``count``, ``support``, ``confidence``, ``lift``, ``margin``,
-    ``score``, ``rank`` (1 = best). Deterministic for the same inputs.
+    ``max_candidates``. ``lift_norm`` is the lift itself for a pair; for a triple it is the geometric
+    mean lift per added item, which puts pairs and triples on one scale: the full-independence lift of
+    a triple grows like 1/P^2 where a pair's grows like 1/P, so ranking by raw lift would put triples
+    of rare products first, and a strong pair plus an unrelated third product (lift L) would outrank
+    the pair itself (its lift_norm is sqrt(L) < L). Filters (``min_lift``) use the raw ``lift``.
+
+    Columns :data:`BUNDLE_COLUMNS`: ``bundle_id`` (:func:`bundle_id_for`), ``product_ids`` (sorted
+    ids joined by ``|``), ``n_items``, ``count``, ``support``, ``confidence``, ``lift``,
+    ``lift_norm``, ``margin``, ``score``, ``rank`` (1 = best). Deterministic for the same inputs.
     """
     stats = itemset_stats(
         orders,
@@ -473,12 +487,19 @@ def mine_bundles(
         before=before,
     )
     cand = stats.loc[
-        (stats["size"] >= 2) & (stats["lift"] >= rules.min_lift) & (stats["confidence"] >= rules.min_confidence)
+        (stats["size"] >= 2)
+        & (stats["lift"] >= rules.min_lift)
+        & (stats["confidence"] >= rules.min_confidence)
     ].reset_index(drop=True)
     if cand.empty or rules.max_candidates == 0:
         return _empty_bundles()
 
-    long = cand[["items"]].assign(iid=np.arange(len(cand))).explode("items").rename(columns={"items": "product_id"})
+    long = (
+        cand[["items"]]
+        .assign(iid=np.arange(len(cand)))
+        .explode("items")
+        .rename(columns={"items": "product_id"})
+    )
     prod = products[["product_id", "category", "unit_cost", "list_price"]].drop_duplicates("product_id")
     long = long.merge(prod, on="product_id", how="left", validate="many_to_one")
     unknown = long["unit_cost"].isna() | long["list_price"].isna()
@@ -491,17 +512,21 @@ def mine_bundles(
         keep = keep & (distinct == cand["size"].to_numpy())
 
     if rules.allowed_category_mixes is not None:
-        allowed = {_normalise_mix(m) for m in rules.allowed_category_mixes}
-        mixes = long.groupby("iid")["category"].agg(
-            lambda s: tuple(sorted({str(c) for c in s if pd.notna(c)}))
-        )
-        keep = keep & mixes.map(lambda m: m in allowed).to_numpy(dtype=bool)
+        cats = long[["iid", "category"]].dropna().astype({"category": str}).drop_duplicates()
+        n_cats = cats.groupby("iid").size().reindex(range(len(cand)), fill_value=0).to_numpy()
+        match = np.zeros(len(cand), dtype=bool)
+        for mix in {_normalise_mix(m) for m in rules.allowed_category_mixes}:
+            inside = cats["category"].isin(mix).groupby(cats["iid"]).sum()
+            inside = inside.reindex(range(len(cand)), fill_value=0).to_numpy()
+            match |= (n_cats == len(mix)) & (inside == len(mix))  # categories are exactly the mix
+        keep = keep & match
 
     cand = cand.assign(margin=(agg["list_sum"] - agg["cost_sum"]).to_numpy())[keep].reset_index(drop=True)
     if cand.empty:
         return _empty_bundles()
     cand["product_ids"] = cand["items"].map(lambda t: BUNDLE_ITEM_SEP.join(map(str, t)))
-    cand["score"] = cand["lift"] * cand["margin"]
+    cand["lift_norm"] = cand["lift"] ** (1.0 / (cand["size"] - 1))
+    cand["score"] = cand["lift_norm"] * cand["margin"]
     cand = cand.sort_values(
         ["score", "support", "product_ids"], ascending=[False, False, True], kind="mergesort"
     ).reset_index(drop=True)

@@ -70,7 +70,9 @@ products
     ``SET OF 3 CAKE TINS`` -> kitchen_dining). Items with no keyword get ``other``. The families and
     their keywords (:data:`CATEGORY_KEYWORDS`) were drawn from the ~400 most frequent nouns of the
     item descriptions of this file; colours, materials, motifs and sizes are deliberately not
-    keywords.
+    keywords, and ``LIGHT``/``DARK``/``PALE`` before a colour (``BOWL LIGHT BLUE``) is skipped. It is a
+    heuristic: about 15% of the items (13% of the order lines) end up in ``other``, and some items
+    land in a debatable family (a hot water bottle counts as kitchen_dining).
 
 customers
     ``customer_id`` = CustomerID as an integer-looking string (``17850``, not ``17850.0``: the file
@@ -95,7 +97,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,7 @@ SERVICE_DESCRIPTIONS: frozenset[str] = frozenset(
 )
 
 #: Product families and the description keywords (singular, upper case) that put an item in them.
+# fmt: off
 CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "bags": ("BAG", "HANDBAG", "WASHBAG", "TOTE", "SHOPPER", "PURSE", "WALLET", "BACKPACK", "RUCKSACK"),
     "candles_lights": (
@@ -169,7 +171,7 @@ CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "kitchen_dining": (
         "MUG", "CUP", "SAUCER", "BOWL", "PLATE", "DISH", "JUG", "BEAKER", "TEAPOT", "CUTLERY", "SPOON",
         "FORK", "TRAY", "NAPKIN", "PLACEMAT", "COASTER", "CAKESTAND", "TIN", "JAR", "BOTTLE", "APRON",
-        "MOULD", "KITCHEN", "BAKING", "TOWEL", "PAN", "SCALES", "DOILY", "LUNCHBOX", "GLASSES", "TUMBLER",
+        "MOULD", "KITCHEN", "BAKING", "BOARD", "TOWEL", "PAN", "SCALES", "DOILY", "LUNCHBOX", "GLASSES", "TUMBLER",
         "STRAW", "CAKE", "TEACUP", "CUTTER", "OVEN", "EGGCUP", "RECIPE", "CHOPSTICK", "BREADBIN",
     ),
     "stationery_wrap": (
@@ -204,15 +206,25 @@ CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
         "SCENT", "PERFUME",
     ),
 }
+# fmt: on
 
 OTHER_CATEGORY = "other"
 
-_KEYWORD_TO_CATEGORY: dict[str, str] = {
-    kw: cat for cat, kws in CATEGORY_KEYWORDS.items() for kw in kws
-}
+_SHADE_WORDS = frozenset({"LIGHT", "DARK", "PALE"})
+_COLOUR_WORDS = frozenset(
+    {"BLUE", "PINK", "GREEN", "RED", "YELLOW", "PURPLE", "GREY", "BROWN", "ORANGE", "IVORY", "GOLD", "LILAC"}
+)
+
+_KEYWORD_TO_CATEGORY: dict[str, str] = {kw: cat for cat, kws in CATEGORY_KEYWORDS.items() for kw in kws}
 
 #: The order in which drop rules are applied (each line is counted under the first it meets).
-DROP_RULES: tuple[str, ...] = ("malformed", "cancellation", "missing_customer", "non_product", "non_positive_price")
+DROP_RULES: tuple[str, ...] = (
+    "malformed",
+    "cancellation",
+    "missing_customer",
+    "non_product",
+    "non_positive_price",
+)
 
 _DROP_RULE_TEXT: dict[str, str] = {
     "malformed": "empty InvoiceNo/StockCode or unparseable Quantity, UnitPrice or InvoiceDate",
@@ -265,7 +277,9 @@ class ImportReport:
     def to_markdown(self) -> str:
         lines = ["# Online Retail import", ""]
         if self.source:
-            lines.append(f"- source: `{self.source}`" + (f" (encoding {self.encoding})" if self.encoding else ""))
+            lines.append(
+                f"- source: `{self.source}`" + (f" (encoding {self.encoding})" if self.encoding else "")
+            )
         lines.append(f"- input lines: {self.input_lines:,}")
         lines.append(f"- kept lines: {self.kept_lines:,}")
         lines.append(f"- dropped lines: {self.dropped_lines:,}")
@@ -285,7 +299,13 @@ class ImportReport:
             )
         lines.append(f"| **total** | | **{self.dropped_lines:,}** | |")
         if self.non_product_codes:
-            lines += ["", "## Non-product lines dropped, by StockCode", "", "| StockCode | lines |", "|---|---:|"]
+            lines += [
+                "",
+                "## Non-product lines dropped, by StockCode",
+                "",
+                "| StockCode | lines |",
+                "|---|---:|",
+            ]
             lines += [f"| {code} | {n:,} |" for code, n in self.non_product_codes.items()]
         if self.handled:
             lines += ["", "## Handled and kept", "", "| what | count |", "|---|---:|"]
@@ -316,14 +336,18 @@ def load_online_retail(src: str | Path, nrows: int | None = None) -> pd.DataFram
     used = None
     for enc in ("utf-8", "latin-1"):
         try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding=enc, nrows=nrows)
+            df = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding=enc, nrows=nrows
+            )
             used = enc
             break
         except UnicodeDecodeError:
             continue
     assert df is not None  # latin-1 decodes any byte string
     df.columns = [str(c).strip() for c in df.columns]
-    df = df.rename(columns={k: v for k, v in COLUMN_ALIASES.items() if k in df.columns and v not in df.columns})
+    df = df.rename(
+        columns={k: v for k, v in COLUMN_ALIASES.items() if k in df.columns and v not in df.columns}
+    )
     missing = [c for c in RAW_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path.name} is not an Online Retail file: missing column(s) {', '.join(missing)}")
@@ -381,7 +405,11 @@ def category_of(description: str | None) -> str:
     """Product family of a description: the last token that is a family keyword, else ``other``."""
     if description is None or (isinstance(description, float) and np.isnan(description)):
         return OTHER_CATEGORY
-    for tok in reversed(_tokens(description)):
+    toks = _tokens(description)
+    for i in range(len(toks) - 1, -1, -1):
+        tok = toks[i]
+        if tok in _SHADE_WORDS and i + 1 < len(toks) and toks[i + 1] in _COLOUR_WORDS:
+            continue  # "LIGHT BLUE" is a colour, not a light
         for cand in _singular_forms(tok):
             cat = _KEYWORD_TO_CATEGORY.get(cand)
             if cat is not None:
@@ -416,11 +444,15 @@ def to_contract_tables(
     Pure: ``raw`` is not modified and nothing is written. See the module docstring for every rule.
     """
     if not (0 < cost_ratio <= 1):
-        raise ValueError(f"cost_ratio must be in (0, 1] so that list_price >= unit_cost > 0, got {cost_ratio}")
+        raise ValueError(
+            f"cost_ratio must be in (0, 1] so that list_price >= unit_cost > 0, got {cost_ratio}"
+        )
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"raw data lacks column(s) {', '.join(missing)}")
-    report = ImportReport(cost_ratio=cost_ratio, source=raw.attrs.get("source"), encoding=raw.attrs.get("encoding"))
+    report = ImportReport(
+        cost_ratio=cost_ratio, source=raw.attrs.get("source"), encoding=raw.attrs.get("encoding")
+    )
     n = len(raw)
     report.input_lines = n
 
@@ -436,10 +468,12 @@ def to_contract_tables(
 
     qty_ok = qty_num.notna() & (qty_num % 1 == 0)
     rules: dict[str, np.ndarray] = {
-        "malformed": (
-            invoice.isna() | code.isna() | ~qty_ok | price.isna() | when.isna()
-        ).to_numpy(dtype=bool, na_value=True),
-        "cancellation": (invoice.str.upper().str.startswith("C") | (qty_num <= 0)).to_numpy(dtype=bool, na_value=False),
+        "malformed": (invoice.isna() | code.isna() | ~qty_ok | price.isna() | when.isna()).to_numpy(
+            dtype=bool, na_value=True
+        ),
+        "cancellation": (invoice.str.upper().str.startswith("C") | (qty_num <= 0)).to_numpy(
+            dtype=bool, na_value=False
+        ),
         "missing_customer": customer.isna().to_numpy(dtype=bool),
         "non_product": is_non_product(code, desc).to_numpy(dtype=bool) & code.notna().to_numpy(dtype=bool),
         "non_positive_price": (price <= 0).to_numpy(dtype=bool, na_value=False),
@@ -500,14 +534,18 @@ def to_contract_tables(
     # ---- orders --------------------------------------------------------------------------------
     orders = lines.copy()
     orders["bundle_id"] = pd.Series(pd.array([None] * len(orders), dtype="string"))
-    orders = orders[["order_id", "order_time", "customer_id", "product_id", "quantity", "unit_price", "bundle_id"]]
+    orders = orders[
+        ["order_id", "order_time", "customer_id", "product_id", "quantity", "unit_price", "bundle_id"]
+    ]
 
     # ---- report: what was handled and kept -----------------------------------------------------
     changed_code = (code_raw.fillna("") != code.fillna(""))[keep]
     raw_cust = raw["CustomerID"].astype("string").str.strip().reset_index(drop=True)[keep]
     lp = orders["product_id"].map(list_price).to_numpy()
     repeated = orders.duplicated(["order_id", "product_id"], keep="first")
-    exact = orders.duplicated(["order_id", "product_id", "order_time", "quantity", "unit_price"], keep="first")
+    exact = orders.duplicated(
+        ["order_id", "product_id", "order_time", "quantity", "unit_price"], keep="first"
+    )
     inv_times = orders.groupby("order_id")["order_time"].nunique()
     n_countries = cframe.groupby("customer_id")["country"].nunique()
     n_desc = pd.DataFrame({"p": lines["product_id"], "d": lines_desc}).groupby("p")["d"].nunique()
