@@ -6,8 +6,8 @@ Every expectation carries ``meta = {"kind": ..., "rule": ...}``:
   ``ingest.max_reference_failure_share``; above it the run stops.
 - ``kind="row"``: any other row rule (ranges, allowed sets, not in the future, ...). Failing rows are
   quarantined up to ``ingest.max_row_failure_share``; above it the run stops.
-Run-time values (the current time, the keys of parent tables) are suite parameters
-(``{"$PARAMETER": name}``), so the suites themselves are static and can be built idempotently.
+The current time is a suite parameter (``{"$PARAMETER": "now"}``) and references are checked on
+derived boolean columns (:func:`ref_column`), so the suites are static and built idempotently.
 """
 
 from __future__ import annotations
@@ -25,9 +25,14 @@ def now_param(spec: TableSpec) -> str:
     return "today" if spec.column(spec.time_column).kind == "date" else "now"
 
 
-def ref_param(reference: str) -> str:
-    """Suite parameter name holding the keys of a referenced table ("customers.customer_id" -> ...)."""
-    return "keys__" + reference.replace(".", "__")
+def ref_column(column: str) -> str:
+    """Derived boolean column of the validation view: the value of ``column`` exists in its parent.
+
+    References are checked on a derived column, not with the parent's keys as a value set: Great
+    Expectations copies a value set through pydantic for every metric, which costs seconds per
+    expectation with 200k keys.
+    """
+    return f"_ref_{column}"
 
 
 def _meta(kind: str, rule: str) -> dict[str, Any]:
@@ -76,9 +81,9 @@ def contract_expectations(table: str) -> list[gxe.Expectation]:
         if col.references:
             out.append(
                 gxe.ExpectColumnValuesToBeInSet(
-                    column=col.name,
-                    value_set={"$PARAMETER": ref_param(col.references)},
-                    meta=_meta("reference", f"exists in {col.references}"),
+                    column=ref_column(col.name),
+                    value_set=[True],
+                    meta={**_meta("reference", f"exists in {col.references}"), "column": col.name},
                 )
             )
     if spec.time_column:

@@ -119,8 +119,14 @@ class SuiteRunner:
         for r in res.results:
             cfg = r.expectation_config
             kwargs = cfg.kwargs
-            column = kwargs.get("column") or kwargs.get("column_A") or ",".join(kwargs.get("column_list") or []) or None
             meta = cfg.meta or {}
+            column = (
+                meta.get("column")
+                or kwargs.get("column")
+                or kwargs.get("column_A")
+                or ",".join(kwargs.get("column_list") or [])
+                or None
+            )
             err = None
             if r.exception_info and r.exception_info.get("raised_exception"):
                 err = str(r.exception_info.get("exception_message"))

@@ -309,32 +309,34 @@ def prepare_table(data_dir: str | Path, table: str, cfg: IngestConfig) -> Prepar
 # 3. Suite
 # --------------------------------------------------------------------------------------------------
 def validation_view(prep: PreparedTable, parent_keys: dict[str, pd.Series]) -> pd.DataFrame:
-    """The frame the suite sees: typed rows without type failures, plus derived columns (bundles)."""
+    """The frame the suite sees: typed rows without type failures, plus derived columns.
+
+    Derived columns: ``_ref_<column>`` (the value exists in the referenced parent's valid keys, or is
+    null) for every reference, and for bundles ``_n_items``, ``_n_distinct_items``, ``_items_known``.
+    """
     df = prep.typed
     if prep.type_failures:
         bad = np.unique(np.concatenate(list(prep.type_failures.values())))
         df = df[~df[ROW_ID].isin(bad)]
+    derived: dict[str, Any] = {}
+    for col in TABLES[prep.table].columns:
+        if col.references:
+            keys = parent_keys.get(col.references, pd.Series([], dtype="string"))
+            s = df[col.name]
+            derived[f"_ref_{col.name}"] = (s.isna() | s.isin(keys)).to_numpy(dtype=bool)
     if prep.table == "bundles":
         items = df["product_ids"].fillna("").str.split(BUNDLE_ITEM_SEP)
         items = items.map(lambda xs: [x.strip() for x in xs if x.strip()])
-        known = set(parent_keys.get("products.product_id", pd.Series(dtype="string")).tolist())
-        df = df.assign(
-            _n_items=items.map(len).astype("int64"),
-            _n_distinct_items=items.map(lambda xs: len(set(xs))).astype("int64"),
-            _items_known=items.map(lambda xs: all(x in known for x in xs)),
-        )
-    return df
+        known = set(parent_keys.get("products.product_id", pd.Series([], dtype="string")).tolist())
+        derived["_n_items"] = items.map(len).astype("int64")
+        derived["_n_distinct_items"] = items.map(lambda xs: len(set(xs))).astype("int64")
+        derived["_items_known"] = items.map(lambda xs: all(x in known for x in xs)).astype(bool)
+    return df.assign(**derived) if derived else df
 
 
-def suite_parameters(table: str, parent_keys: dict[str, pd.Series], now: pd.Timestamp) -> dict[str, Any]:
-    spec = TABLES[table]
-    params: dict[str, Any] = {"now": now, "today": now.tz_convert("UTC").tz_localize(None).normalize()}
-    for col in spec.columns:
-        if col.references:
-            params["keys__" + col.references.replace(".", "__")] = parent_keys.get(
-                col.references, pd.Series(dtype="string")
-            ).tolist()
-    return params
+def suite_parameters(now: pd.Timestamp) -> dict[str, Any]:
+    """Run-time parameters of the suites: the limit of the "not in the future" rule."""
+    return {"now": now, "today": now.tz_convert("UTC").tz_localize(None).normalize()}
 
 
 def validate_table(
@@ -345,7 +347,7 @@ def validate_table(
 ) -> list[Any]:
     """Run the table's Great Expectations suite; returns rule outcomes (see expectations.runner)."""
     view = validation_view(prep, parent_keys)
-    return validator.validate(prep.table, view, suite_parameters(prep.table, parent_keys, now))
+    return validator.validate(prep.table, view, suite_parameters(now))
 
 
 # --------------------------------------------------------------------------------------------------
