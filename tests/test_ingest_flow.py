@@ -235,3 +235,13 @@ def test_event_rules_need_product_for_views_and_query_for_searches(data, out):
     s = run(data, out, config_path=str(cfg))
     rules = {f.rule: f.rows for f in s.tables["events"].failures}
     assert rules == {"product_id needed for view and add_to_cart": 1, "query needed for search": 1}
+
+
+def test_simulated_market_passes_ingestion(tmp_path, out):
+    from pricing.simulator import simulate
+
+    data = tmp_path / "sim"
+    simulate(data, size="tiny", seed=3)
+    s = run(data, out)
+    for name, r in s.tables.items():
+        assert r.present and r.rows_quarantined == 0 and r.rows_valid == r.rows_read > 0, name
