@@ -51,12 +51,17 @@ def simulate(
     size: Annotated[Size, typer.Option(help="market size: tiny (tests), default (demo), bench")] = Size.default,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same market")] = 7,
     fmt: Annotated[Format, typer.Option("--format", help="file format of the tables")] = Format.csv,
+    end_date: Annotated[
+        str, typer.Option(help="last day of the simulated history (YYYY-MM-DD); fixed so output is reproducible")
+    ] = "2026-09-30",
 ) -> None:
     """Generate a synthetic shop with a known ground truth (saved in OUT/_truth)."""
     from pricing.simulator import simulate as run_simulation
 
     with console.status(f"simulating a {size.value} market (seed {seed}) ...") as status:
-        paths = run_simulation(out_dir, size=size.value, seed=seed, fmt=fmt.value, progress=lambda m: status.update(m))
+        paths = run_simulation(
+            out_dir, size=size.value, seed=seed, fmt=fmt.value, progress=lambda m: status.update(m), end_date=end_date
+        )
     for table, path in paths.items():
         out.print(f"  {table:<18} {path}")
     out.print(f"[green]market written to {out_dir}[/] (ground truth in {out_dir / '_truth'})")
@@ -87,7 +92,31 @@ def ingest(
         _fail(f"ingestion stopped, nothing was published.\n{exc}")
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
-    out.print(Markdown(summary.to_markdown()))
+    print_ingest_summary(summary)
+
+
+def print_ingest_summary(summary) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Ingestion {'(reused snapshot)' if summary.reused else ''}", title_justify="left")
+    for col, just in (("table", "left"), ("rows read", "right"), ("valid", "right"), ("quarantined", "right"),
+                      ("notes", "left")):
+        table.add_column(col, justify=just)
+    for name, r in summary.tables.items():
+        if not r.present:
+            table.add_row(name, "-", "-", "-", "absent (optional)")
+            continue
+        notes = []
+        if r.pii_columns_dropped:
+            notes.append("personal data dropped: " + ", ".join(r.pii_columns_dropped))
+        if r.extra_columns_ignored:
+            notes.append("ignored: " + ", ".join(r.extra_columns_ignored))
+        notes += [f"{f.column}: {f.rule} ({f.rows:,})" for f in r.failures]
+        table.add_row(name, f"{r.rows_read:,}", f"{r.rows_valid:,}", f"{r.rows_quarantined:,}", "; ".join(notes))
+    out.print(table)
+    out.print(f"fingerprint [bold]{summary.fingerprint}[/]   snapshot {summary.snapshot_dir}")
+    if summary.data_docs:
+        out.print(f"Data Docs   file://{summary.data_docs}")
 
 
 @app.command("import-online-retail")
