@@ -119,6 +119,61 @@ def print_ingest_summary(summary) -> None:
         out.print(f"Data Docs   file://{summary.data_docs}")
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="folder with the shop's tables; ingested first if needed")],
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+    ingest_out: Annotated[
+        Path | None, typer.Option("--ingest-out", help="where snapshots live (default: <work_dir>/ingest)")
+    ] = None,
+    register: Annotated[bool, typer.Option(help="register the model in the MLflow registry")] = True,
+) -> None:
+    """Train the purchase-probability model, log it to MLflow and register it as `challenger`."""
+    configure_environment()
+    from flows.train import train_flow
+    from pricing.config import load_config
+    from pricing.contract import ContractError
+    from pricing.model import TrainingDataError
+    from pricing.tracking import ui_command
+
+    try:
+        summary = train_flow(
+            data_dir=str(data),
+            config_path=str(config) if config else None,
+            ingest_out=str(ingest_out) if ingest_out else None,
+            register_model=register,
+        )
+    except ContractError as exc:
+        _fail(f"ingestion stopped, nothing was trained.\n{exc}")
+    except TrainingDataError as exc:
+        _fail(f"training stopped, nothing was registered.\n{exc}")
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+    print_training_summary(summary)
+    out.print(f"see the run: {ui_command(load_config(str(config) if config else None))}")
+
+
+def print_training_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    m = summary["metrics"]
+    table = Table(title="Acceptance model (test split)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("true probabilities (ceiling)", justify="right")
+    nan = float("nan")
+    for label, key, truth in (
+        ("AUC", "test_auc", "test_true_auc"),
+        ("log loss", "test_log_loss", "test_true_log_loss"),
+        ("Brier", "test_brier", None),
+        ("calibration error (ECE)", "test_ece", None),
+    ):
+        table.add_row(label, f"{m.get(key, nan):.4f}", f"{m.get(truth, nan):.4f}" if truth and truth in m else "")
+    out.print(table)
+    reg = f"version {summary['version']} ({', '.join(summary['aliases'])})" if summary.get("version") else "not registered"
+    out.print(f"model [bold]{summary['model_name']}[/] {reg}; MLflow run {summary['run_id']}")
+
+
 @app.command("import-online-retail")
 def import_online_retail(
     src: Annotated[Path, typer.Option("--src", help="the UCI Online Retail CSV (optionally .gz)")],
