@@ -1,0 +1,107 @@
+"""Evaluating a price book against the simulator's ground truth (simulator data only).
+
+The next period's traffic (who is shown which bundle when, independent of price) is drawn from the
+simulator; every shown offer gets the price the book gives it (the customer's personal price for that
+bundle, else their segment's price). Expected profit under the TRUE acceptance is compared with:
+
+- **clairvoyant**: the best price per (customer, bundle, day) between cost and list, knowing the truth;
+- **list price**: every bundle at the sum of its items' list prices;
+- **best single price per bundle**: one price per bundle, the best under the truth (grid search);
+- **clairvoyant per latent type**: the best price per (true customer type, bundle), knowing the truth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pricing.pricebook import PriceBook, read_price_book
+
+
+def price_lookup(book: PriceBook, customer_ids: np.ndarray, bundle_ids: np.ndarray) -> np.ndarray:
+    """The price the book gives each (customer, bundle): personal offer, else the segment price.
+
+    A customer without a segment gets the median segment price of the bundle.
+    """
+    req = pd.DataFrame({"customer_id": customer_ids.astype(str), "bundle_id": bundle_ids.astype(str)})
+    personal = book.customer_offers[["customer_id", "bundle_id", "price"]].astype({"customer_id": str, "bundle_id": str})
+    personal = personal.drop_duplicates(["customer_id", "bundle_id"]).rename(columns={"price": "p_personal"})
+    seg = book.customer_segments.astype(str).drop_duplicates("customer_id")
+    segp = book.bundle_prices[["bundle_id", "segment_id", "price"]].astype({"bundle_id": str, "segment_id": str})
+    median = segp.groupby("bundle_id")["price"].median().rename("p_median")
+    out = req.merge(personal, on=["customer_id", "bundle_id"], how="left")
+    out = out.merge(seg, on="customer_id", how="left")
+    out = out.merge(segp.rename(columns={"price": "p_segment"}), on=["bundle_id", "segment_id"], how="left")
+    out = out.merge(median, left_on="bundle_id", right_index=True, how="left")
+    price = out["p_personal"].fillna(out["p_segment"]).fillna(out["p_median"]).to_numpy(dtype=np.float64)
+    if np.isnan(price).any():
+        missing = out.loc[np.isnan(price), "bundle_id"].unique()[:5].tolist()
+        raise ValueError(f"the price book has no price for bundles {missing}")
+    return price
+
+
+def _best_price_per_group(p_fn, groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_grid: int = 80) -> np.ndarray:
+    """Per group, the single relative price (between lo and hi of each row) maximizing total profit."""
+    fr = np.linspace(0.0, 1.0, n_grid)
+    best = np.full(len(groups), np.nan)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    totals = np.zeros((len(uniq), n_grid))
+    for j, f in enumerate(fr):
+        price = lo + f * (hi - lo)
+        totals[:, j] = np.bincount(inv, weights=p_fn(price) * (price - lo), minlength=len(uniq))
+    fbest = fr[np.argmax(totals, axis=1)]
+    best = lo + fbest[inv] * (hi - lo)
+    return best
+
+
+def evaluate_price_book(
+    data_dir: str | Path,
+    prices_dir: str | Path,
+    n_offers: int = 100_000,
+    days: int = 7,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Expected profit of the book and the baselines over the next period's simulated traffic."""
+    from pricing.simulator import (
+        bundle_index,
+        clairvoyant_prices,
+        customer_index,
+        load_market,
+        sample_traffic,
+        true_accept_prob,
+    )
+
+    market = load_market(data_dir)
+    book = read_price_book(prices_dir)
+    start = pd.Timestamp(book.manifest.get("priced_for") or market.end_time).tz_convert("UTC").normalize()
+    traffic = sample_traffic(market, start.tz_localize(None), days, n_offers, seed)
+    ci = customer_index(market, traffic["customer_id"].to_numpy())
+    bi = bundle_index(market, traffic["bundle_id"].to_numpy())
+    day = traffic["offer_time"]
+    cost = market.bundle_cost[bi]
+    list_ = market.bundle_list[bi]
+
+    def p_true(price: np.ndarray) -> np.ndarray:
+        return true_accept_prob(market, ci, bi, price, day)
+
+    def profit(price: np.ndarray) -> float:
+        return float(np.sum(p_true(price) * (price - cost)))
+
+    p_book = price_lookup(book, traffic["customer_id"].to_numpy(), traffic["bundle_id"].to_numpy())
+    _p_star, prof_star = clairvoyant_prices(market, ci, bi, day)
+    clair = float(np.sum(prof_star))
+    types = market.customer_type[ci]
+    rows = [
+        ("price book", profit(p_book)),
+        ("list price", profit(list_)),
+        ("best single price per bundle", profit(_best_price_per_group(p_true, bi, cost, list_))),
+        ("clairvoyant per latent type", profit(_best_price_per_group(p_true, bi * 100 + types, cost, list_))),
+        ("clairvoyant per customer", clair),
+    ]
+    table = pd.DataFrame(rows, columns=["policy", "expected_profit"])
+    table["share_of_clairvoyant"] = table["expected_profit"] / clair
+    table["profit_per_offer"] = table["expected_profit"] / len(traffic)
+    table.attrs.update({"offers": len(traffic), "days": days, "start": str(start), "mode": book.manifest.get("mode")})
+    return table

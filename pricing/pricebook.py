@@ -1,0 +1,480 @@
+"""The price book: segment and personal bundle prices from the acceptance model, under the rules.
+
+    catalog sums -> ladder (rules) -> customer segments by predicted price response
+    -> segment acceptance along the ladder (sampled customers; uncertainty band) -> segment MILP
+    -> explanations (LightGBM contributions) -> personal candidates and band rungs -> Lagrangian
+    personal prices -> rule re-check -> files (atomic)
+
+With no offers log there is no model: :func:`exploration_price_book` gives randomized prices within
+the rules (a price experiment) so the next round has data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sparse
+
+from pricing.config import Config
+from pricing.contract import BUNDLE_ITEM_SEP
+from pricing.features import PRICE_FEATURES, assemble, context_features, price_features
+from pricing.ladder import build_ladder
+from pricing.optimize import (
+    BINDING_BITS,
+    CustomerProblem,
+    SegmentProblem,
+    check_customer_rules,
+    check_segment_rules,
+    customer_rungs,
+    solve_customer_prices,
+    solve_segment_prices,
+)
+from pricing.scoring import customer_price_response, pricing_time, requests_for, score_prices, segment_customers
+
+FILES = ("bundle_prices.csv", "customer_segments.csv", "customer_offers.csv", "manifest.json")
+
+
+@dataclass
+class Catalog:
+    bundle_ids: list[str]
+    list_sum: np.ndarray  # [B]
+    cost_sum: np.ndarray  # [B]
+    items: sparse.csr_matrix  # [B, P] units of each product
+    product_ids: list[str]
+    inventory: np.ndarray  # [P], inf = unlimited
+
+
+def catalog(tables: dict[str, pd.DataFrame]) -> Catalog:
+    products = tables["products"].drop_duplicates("product_id").reset_index(drop=True)
+    pid = pd.Index(products["product_id"].astype(str))
+    bundles = tables["bundles"].drop_duplicates("bundle_id").reset_index(drop=True)
+    items = bundles["product_ids"].astype(str).str.split(BUNDLE_ITEM_SEP)
+    rows = np.repeat(np.arange(len(bundles)), items.map(len).to_numpy())
+    flat = np.concatenate(items.to_numpy()) if len(items) else np.array([], dtype=str)
+    cols = pid.get_indexer(pd.Index([x.strip() for x in flat]))
+    if (cols < 0).any():
+        raise ValueError("bundles reference products missing from the catalog (ingestion should have caught this)")
+    inc = sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(bundles), len(pid)))
+    lp = products["list_price"].to_numpy(dtype=np.float64)
+    uc = products["unit_cost"].to_numpy(dtype=np.float64)
+    inv = (
+        products["inventory"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.inf)
+        if "inventory" in products
+        else np.full(len(pid), np.inf)
+    )
+    return Catalog(
+        bundle_ids=bundles["bundle_id"].astype(str).tolist(),
+        list_sum=np.asarray(inc @ lp).ravel(),
+        cost_sum=np.asarray(inc @ uc).ravel(),
+        items=inc,
+        product_ids=pid.tolist(),
+        inventory=inv,
+    )
+
+
+@dataclass
+class PriceBook:
+    bundle_prices: pd.DataFrame
+    customer_segments: pd.DataFrame
+    customer_offers: pd.DataFrame
+    manifest: dict[str, Any]
+    extras: dict[str, Any] = field(default_factory=dict)  # solver tables for reports (not written)
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the four files atomically: a crash leaves the previous price book intact."""
+        return write_price_book(self, out_dir)
+
+
+def offers_rate(tables: dict[str, pd.DataFrame], cat: Catalog, n_customers: int, period_days: int) -> np.ndarray:
+    """Expected offers of each bundle per customer in a period, from the recent offers log."""
+    offers = tables.get("offers")
+    if offers is None or not len(offers):
+        return np.full(len(cat.bundle_ids), 1.0 / max(len(cat.bundle_ids), 1))
+    end = offers["offer_time"].max()
+    recent = offers[offers["offer_time"] > end - pd.Timedelta(days=period_days)]
+    counts = recent["bundle_id"].astype(str).value_counts().reindex(cat.bundle_ids, fill_value=0).to_numpy()
+    rate = counts / max(n_customers, 1)
+    floor = max(rate[rate > 0].min() if (rate > 0).any() else 1.0 / max(n_customers, 1), 1e-9)
+    return np.where(rate > 0, rate, floor)
+
+
+def model_error_by_level(model: Any, X: pd.DataFrame, y: np.ndarray, n_bins: int = 10) -> Callable[[np.ndarray], np.ndarray]:
+    """Calibration error of the model on recent offers, as a function of the predicted level.
+
+    Per quantile bin of the prediction: |observed rate - mean prediction| plus the binomial standard
+    error of the observed rate. Used as the model part of the acceptance uncertainty band.
+    """
+    p = model.predict_proba(X)
+    if len(p) < 50:
+        return lambda q: np.full(np.shape(q), 0.02)
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)))
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+    err = np.zeros(len(edges) - 1)
+    for i in range(len(edges) - 1):
+        m = idx == i
+        if m.sum() == 0:
+            continue
+        obs, pred = y[m].mean(), p[m].mean()
+        err[i] = abs(obs - pred) + np.sqrt(max(obs * (1 - obs), 1e-6) / m.sum())
+    centers = 0.5 * (edges[:-1] + edges[1:])
+
+    def f(q: np.ndarray) -> np.ndarray:
+        return np.interp(q, centers, err)
+
+    return f
+
+
+def _recent_holdout(tables, model, builder, n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray] | None:
+    from pricing.features import offer_training_frame
+
+    offers = tables.get("offers")
+    if offers is None or len(offers) < 100:
+        return None
+    recent = offers.sort_values("offer_time").tail(n)
+    X, y, _t, _ids = offer_training_frame(builder, {**tables, "offers": recent.reset_index(drop=True)})
+    return X, y.astype(np.float64)
+
+
+def _top_drivers(model, builder, ctx: pd.DataFrame, price: np.ndarray, k: int) -> list[str]:
+    """Top-k features by |contribution| to the log-odds at the chosen price, with their sign."""
+    X = assemble(ctx, price_features(ctx, price), builder)
+    contrib = model.contributions(X).drop(columns="bias")
+    out = []
+    vals = contrib.to_numpy()
+    names = np.asarray(contrib.columns)
+    for row in vals:
+        order = np.argsort(-np.abs(row))[:k]
+        out.append("; ".join(f"{names[j]} {'+' if row[j] >= 0 else '-'}{abs(row[j]):.2f}" for j in order))
+    return out
+
+
+def build_price_book(
+    tables: dict[str, pd.DataFrame],
+    model: Any,
+    builder: Any,
+    config: Config,
+    current: PriceBook | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PriceBook:
+    """Segment and personal prices from the model (see the module docstring)."""
+    say = progress or (lambda _m: None)
+    pb = config.pricebook
+    opt = config.optimize
+    rng = np.random.default_rng(pb.seed)
+    t_all = time.perf_counter()
+    at = pricing_time(tables)
+    cat = catalog(tables)
+    B = len(cat.bundle_ids)
+    customers = tables["customers"]["customer_id"].astype(str).drop_duplicates().to_numpy()
+    C = len(customers)
+
+    # -- current price book (max change) -------------------------------------------------------
+    seg_ids_prev: list[str] | None = None
+    current_price = None
+    if current is not None and len(current.bundle_prices):
+        cur = current.bundle_prices.pivot_table(index="segment_id", columns="bundle_id", values="price")
+        seg_ids_prev = list(cur.index)
+        current_price = cur.reindex(columns=cat.bundle_ids).to_numpy(dtype=np.float64).min(axis=0)
+    ladder = build_ladder(cat.list_sum, cat.cost_sum, opt, current_price, bundle_ids=cat.bundle_ids)
+
+    # -- segments by predicted price response ----------------------------------------------------
+    say(f"segmenting {C:,} customers by predicted price response")
+    offers = tables.get("offers")
+    if offers is not None and len(offers):
+        ref = offers["bundle_id"].astype(str).value_counts().index[: pb.reference_bundles].tolist()
+    else:
+        ref = list(cat.bundle_ids[: pb.reference_bundles])
+    response = customer_price_response(model, builder, tables, customers, ref, at)
+    seg, centers = segment_customers(response, opt.n_segments, seed=pb.seed)
+    seg_ids = centers["segment_id"].tolist()
+    S = len(seg_ids)
+    sizes = centers["size"].to_numpy(dtype=np.float64)
+
+    # -- segment acceptance along the ladder ------------------------------------------------------
+    m = pb.segment_sample_customers
+    sample = (
+        seg.groupby("segment_id", sort=False)["customer_id"]
+        .apply(lambda s: s.sample(min(m, len(s)), random_state=int(rng.integers(1 << 31))).tolist())
+        .reindex(seg_ids)
+    )
+    say(f"scoring {S} segments x {B} bundles x {ladder.prices.shape[1]} ladder prices")
+    L = ladder.prices.shape[1]
+    acc_mean = np.zeros((S, B, L))
+    acc_se = np.zeros((S, B, L))
+    rep_ctx = []
+    for s, cust in enumerate(sample):
+        req = requests_for(cust, cat.bundle_ids, at)
+        ctx = context_features(builder, tables, req)
+        prices = np.tile(ladder.prices, (len(cust), 1))
+        p = score_prices(model, builder, ctx, prices).reshape(len(cust), B, L)
+        with warnings.catch_warnings():  # padded ladder rungs are NaN for every customer
+            warnings.simplefilter("ignore", RuntimeWarning)
+            acc_mean[s] = np.nanmean(p, axis=0)
+            acc_se[s] = np.nanstd(p, axis=0) / np.sqrt(max(len(cust), 1))
+        rep_ctx.append(ctx.iloc[:B])  # the first sampled customer of the segment represents it in explanations
+    holdout = _recent_holdout(tables, model, builder, pb.holdout_offers, pb.seed)
+    err_fn = model_error_by_level(model, *holdout) if holdout else (lambda q: np.full(np.shape(q), 0.02))
+    band = pb.interval_z * np.sqrt(acc_se**2 + err_fn(acc_mean) ** 2)
+    acc_low = np.clip(acc_mean - band, 0.0, 1.0)
+    acc_high = np.clip(acc_mean + band, 0.0, 1.0)
+    acc_mean = np.where(np.isfinite(ladder.prices)[None], acc_mean, np.nan)
+
+    rate = offers_rate(tables, cat, C, pb.period_days)
+    problem = SegmentProblem(
+        bundle_ids=cat.bundle_ids,
+        segment_ids=seg_ids,
+        sizes=sizes,
+        list_sum=cat.list_sum,
+        cost_sum=cat.cost_sum,
+        ladder=ladder.prices,
+        allowed=ladder.allowed,
+        accept_mean=acc_mean,
+        accept_low=acc_low,
+        accept_high=acc_high,
+        current_price=current_price,
+        bundle_items=cat.items,
+        inventory=cat.inventory if opt.rules.respect_inventory else None,
+        product_ids=cat.product_ids,
+        offers_per_customer=rate,
+    )
+    say("solving the segment price MILP (CVXPY + HiGHS)")
+    sol = solve_segment_prices(problem, opt)
+    broken = check_segment_rules(problem, opt, sol.price)
+    if broken:  # the solver module re-checks too; a published price must never break a rule
+        raise RuntimeError("segment prices break rules: " + "; ".join(broken[:5]))
+
+    # -- explanations ------------------------------------------------------------------------------
+    drivers: list[str] = []
+    for s in range(S):
+        ctx = rep_ctx[s]
+        drivers += _top_drivers(model, builder, ctx, sol.price[s], pb.explain_top_k)
+    table = sol.table.copy()
+    table["top_drivers"] = drivers
+
+    # -- personal prices ---------------------------------------------------------------------------
+    cust_offers = pd.DataFrame(columns=["customer_id", "bundle_id", "price", "expected_conversion", "expected_profit"])
+    csol = None
+    if pb.personalize and opt.top_n_bundles > 0:
+        K = min(pb.candidates_per_customer, B)
+        prof = sol.table.pivot(index="segment_id", columns="bundle_id", values="expected_profit").reindex(
+            index=seg_ids, columns=cat.bundle_ids
+        )
+        cand_by_seg = np.argsort(-prof.to_numpy(), axis=1)[:, :K].astype(np.int32)
+        seg_index = pd.Index(seg_ids).get_indexer(seg["segment_id"])
+        candidates = cand_by_seg[seg_index]
+        rungs, _centre = customer_rungs(
+            ladder.prices, ladder.allowed, sol.price, cat.list_sum, opt, cat.cost_sum, current_price
+        )
+        R = rungs.shape[2]
+        say(f"scoring {len(seg):,} customers x {K} candidate bundles x {R} band prices")
+        cand_bundles = np.asarray(cat.bundle_ids)[candidates]
+        req = pd.DataFrame(
+            {
+                "customer_id": np.repeat(seg["customer_id"].to_numpy(), K),
+                "bundle_id": cand_bundles.ravel(),
+                "time": pd.Series([at] * (len(seg) * K), dtype="datetime64[us, UTC]"),
+            }
+        )
+        ctx = context_features(builder, tables, req)
+        r_idx = rungs[np.repeat(seg_index, K), candidates.ravel()]  # [C*K, R]
+        b_idx = candidates.ravel()
+        prices = np.where(r_idx >= 0, ladder.prices[b_idx[:, None], np.maximum(r_idx, 0)], np.nan)
+        a = score_prices(model, builder, ctx, prices).astype(np.float32)
+        a = np.nan_to_num(a, nan=0.0).reshape(len(seg), K, R)
+        e = (pb.interval_z * err_fn(a)).astype(np.float32)
+        cproblem = CustomerProblem(
+            customer_ids=seg["customer_id"].to_numpy(),
+            segment=seg_index,
+            candidates=candidates,
+            rungs=rungs,
+            accept_mean=a,
+            accept_low=np.clip(a - e, 0, 1),
+            accept_high=np.clip(a + e, 0, 1),
+            segment_price=sol.price,
+            ladder=ladder.prices,
+            allowed=ladder.allowed,
+            list_sum=cat.list_sum,
+            cost_sum=cat.cost_sum,
+            bundle_ids=cat.bundle_ids,
+            segment_ids=seg_ids,
+            current_price=current_price,
+            bundle_items=cat.items,
+            inventory=cat.inventory if opt.rules.respect_inventory else None,
+            product_ids=cat.product_ids,
+            offers_per_customer=float(np.mean(rate)),
+        )
+        say("solving personal prices (Lagrangian decomposition)")
+        csol = solve_customer_prices(cproblem, opt)
+        cbroken = check_customer_rules(cproblem, opt, csol)
+        if cbroken:
+            raise RuntimeError("personal prices break rules: " + "; ".join(cbroken[:5]))
+        has = csol.bundle >= 0
+        ci = np.nonzero(has)
+        cust_offers = pd.DataFrame(
+            {
+                "customer_id": cproblem.customer_ids[ci[0]],
+                "bundle_id": np.asarray(cat.bundle_ids)[csol.bundle[has]],
+                "price": csol.price[has].astype(np.float64).round(2),
+                "expected_conversion": csol.expected_conversion[has].astype(np.float64),
+            }
+        )
+        cost_of = dict(zip(cat.bundle_ids, cat.cost_sum))
+        cust_offers["expected_profit"] = cust_offers["expected_conversion"] * (
+            cust_offers["price"] - cust_offers["bundle_id"].map(cost_of)
+        )
+
+    bundle_prices = pd.DataFrame(
+        {
+            "bundle_id": table["bundle_id"],
+            "segment_id": table["segment_id"],
+            "price": table["price"].round(2),
+            "list_price": table["list_sum"].round(2),
+            "unit_cost": table["cost_sum"].round(2),
+            "expected_conversion": table["expected_conversion"],
+            "expected_profit": table["expected_conversion"] * (table["price"] - table["cost_sum"]),
+            "profit_low": table["profit_low"] / np.maximum(table["expected_units"] / table["expected_conversion"], 1e-12),
+            "profit_high": table["profit_high"] / np.maximum(table["expected_units"] / table["expected_conversion"], 1e-12),
+            "binding_rules": table["binding_rules"],
+            "top_drivers": table["top_drivers"],
+        }
+    )
+    segments = seg[["customer_id", "segment_id"]].reset_index(drop=True)
+    manifest = {
+        "mode": "optimized",
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "priced_for": at.isoformat(),
+        "segments": centers.to_dict(orient="records"),
+        "segment_solver": {
+            "status": sol.status,
+            "source": sol.source,
+            "solver_status": sol.solver_status,
+            "mip_gap": sol.mip_gap,
+            "solve_time_s": sol.solve_time_s,
+            "fallback_reason": sol.fallback_reason,
+            "expected_profit": sol.expected_profit,
+            "profit_low": sol.profit_low,
+            "profit_high": sol.profit_high,
+            "warnings": sol.warnings,
+        },
+        "customer_solver": None
+        if csol is None
+        else {
+            "status": csol.status,
+            "objective": csol.objective,
+            "dual_bound": csol.dual_bound,
+            "gap": csol.gap,
+            "expected_profit": csol.expected_profit_total,
+            "n_withheld": csol.n_withheld,
+            "n_repaired": csol.n_repaired,
+            "wall_s": csol.wall_s,
+        },
+        "rule_check": {"segment_prices": "all rules hold", "personal_prices": "all rules hold" if csol else "n/a"},
+        "seconds": time.perf_counter() - t_all,
+    }
+    extras = {"shared": sol.shared, "segment_table": sol.table}
+    return PriceBook(bundle_prices, segments, cust_offers, manifest, extras)
+
+
+def exploration_price_book(tables: dict[str, pd.DataFrame], config: Config, seed: int | None = None) -> PriceBook:
+    """Cold start: no offers log, no model. Random allowed ladder prices per customer and bundle.
+
+    One segment ``S0`` priced at the middle allowed rung; every customer gets ``top_n_bundles`` random
+    bundles at random allowed rungs, so the next round's offers log spans the price range.
+    """
+    opt = config.optimize
+    rng = np.random.default_rng(config.pricebook.seed if seed is None else seed)
+    cat = catalog(tables)
+    ladder = build_ladder(cat.list_sum, cat.cost_sum, opt, None, bundle_ids=cat.bundle_ids)
+    allowed = ladder.allowed if ladder.allowed.ndim == 2 else ladder.allowed[0]
+    B = len(cat.bundle_ids)
+    mid = np.array([np.flatnonzero(allowed[b])[len(np.flatnonzero(allowed[b])) // 2] for b in range(B)])
+    bundle_prices = pd.DataFrame(
+        {
+            "bundle_id": cat.bundle_ids,
+            "segment_id": "S0",
+            "price": ladder.prices[np.arange(B), mid].round(2),
+            "list_price": cat.list_sum.round(2),
+            "unit_cost": cat.cost_sum.round(2),
+            "expected_conversion": np.nan,
+            "expected_profit": np.nan,
+            "profit_low": np.nan,
+            "profit_high": np.nan,
+            "binding_rules": "",
+            "top_drivers": "exploration: no offers log yet",
+        }
+    )
+    customers = tables["customers"]["customer_id"].astype(str).drop_duplicates().to_numpy()
+    N = min(opt.top_n_bundles, B)
+    picks = np.argsort(rng.random((len(customers), B)), axis=1)[:, :N]
+    b = picks.ravel()
+    choice = np.array([rng.choice(np.flatnonzero(allowed[x])) for x in b])
+    offers = pd.DataFrame(
+        {
+            "customer_id": np.repeat(customers, N),
+            "bundle_id": np.asarray(cat.bundle_ids)[b],
+            "price": ladder.prices[b, choice].round(2),
+            "expected_conversion": np.nan,
+            "expected_profit": np.nan,
+        }
+    )
+    manifest = {
+        "mode": "exploration",
+        "note": "no offers log: randomized prices within the rules (a price experiment) so the next round has data",
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "rule_check": {"segment_prices": "all rules hold (ladder rungs allowed by the rules)",
+                       "personal_prices": "all rules hold (ladder rungs allowed by the rules)"},
+    }
+    segments = pd.DataFrame({"customer_id": customers, "segment_id": "S0"})
+    return PriceBook(bundle_prices, segments, offers, manifest)
+
+
+def config_hash(config: Config) -> str:
+    return config.fingerprint()
+
+
+def write_price_book(book: PriceBook, out_dir: str | Path) -> Path:
+    """Write into a temporary sibling folder, then swap it in: readers see the old or the new book."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{hashlib.sha1(str(time.time()).encode()).hexdigest()[:8]}")
+    tmp.mkdir()
+    try:
+        book.bundle_prices.to_csv(tmp / "bundle_prices.csv", index=False)
+        book.customer_segments.to_csv(tmp / "customer_segments.csv", index=False)
+        book.customer_offers.to_csv(tmp / "customer_offers.csv", index=False)
+        (tmp / "manifest.json").write_text(json.dumps(book.manifest, indent=2, default=str))
+        old = out.with_name(f".{out.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_price_book(path: str | Path) -> PriceBook:
+    d = Path(path)
+    missing = [f for f in FILES if not (d / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{d} is not a price book (missing {', '.join(missing)})")
+    return PriceBook(
+        bundle_prices=pd.read_csv(d / "bundle_prices.csv", dtype={"bundle_id": str, "segment_id": str}),
+        customer_segments=pd.read_csv(d / "customer_segments.csv", dtype=str),
+        customer_offers=pd.read_csv(d / "customer_offers.csv", dtype={"customer_id": str, "bundle_id": str}),
+        manifest=json.loads((d / "manifest.json").read_text()),
+    )
