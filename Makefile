@@ -34,7 +34,8 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/bundle-pricing simulate --out $(WORK)/demo/data --size $(DEMO_SIZE) --seed $(SEED)
-	$(BIN)/bundle-pricing ingest --data $(WORK)/demo/data --out $(WORK)/demo/ingest
+	$(BIN)/bundle-pricing ingest --data $(WORK)/demo/data
+	$(BIN)/bundle-pricing train --data $(WORK)/demo/data
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -174,6 +174,110 @@ def print_training_summary(summary: dict) -> None:
     out.print(f"model [bold]{summary['model_name']}[/] {reg}; MLflow run {summary['run_id']}")
 
 
+@app.command()
+def run(
+    data: Annotated[Path, typer.Option("--data", help="folder with the shop's tables (data contract v1)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the price book into")],
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+) -> None:
+    """Run everything: ingest -> validate -> features -> (mine bundles) -> train -> register -> optimize."""
+    configure_environment()
+    from flows.pipeline import pipeline_flow
+
+    with _clear_errors("the run stopped; no price book was written"):
+        result = pipeline_flow(data_dir=str(data), out_dir=str(out_dir), config_path=str(config) if config else None)
+    if result.get("train"):
+        print_training_summary({**result["train"], "model_name": result["model_name"]})
+    print_price_book_summary(result["price"])
+
+
+@app.command()
+def price(
+    out_dir: Annotated[Path, typer.Option("--out", help="price book folder (the previous book bounds changes)")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="raw tables to ingest; default: the latest validated snapshot")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+    alias: Annotated[str, typer.Option(help="registry alias of the model to price with")] = "champion",
+) -> None:
+    """Optimize bundle prices with the registered model (alias `champion` by default)."""
+    configure_environment()
+    from flows.price import price_flow
+
+    with _clear_errors("pricing stopped; the previous price book is unchanged"):
+        result = price_flow(out_dir=str(out_dir), data_dir=str(data) if data else None,
+                            config_path=str(config) if config else None, model_alias=alias)
+    print_price_book_summary(result)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="simulated data folder (with its _truth)")],
+    prices: Annotated[Path, typer.Option("--prices", help="price book folder")],
+    offers: Annotated[int, typer.Option(help="simulated offers of the next period to evaluate on")] = 100_000,
+    days: Annotated[int, typer.Option(help="length of the evaluated period")] = 7,
+    seed: Annotated[int, typer.Option(help="seed of the simulated traffic")] = 0,
+) -> None:
+    """Expected profit of a price book under the simulator's truth, as a share of the clairvoyant optimum."""
+    from rich.table import Table
+
+    from pricing.evaluation import evaluate_price_book
+
+    if not (data / "_truth").exists():
+        _fail(f"{data} has no _truth folder: evaluate works on simulated data only", 2)
+    with console.status("evaluating against the truth ..."):
+        try:
+            table = evaluate_price_book(data, prices, n_offers=offers, days=days, seed=seed)
+        except FileNotFoundError as exc:
+            _fail(str(exc), 2)
+    t = Table(title=f"Expected profit over {table.attrs['offers']:,} simulated offers ({days} days from "
+                    f"{table.attrs['start'][:10]})", title_justify="left")
+    for col, just in (("policy", "left"), ("expected profit", "right"), ("per offer", "right"),
+                      ("share of clairvoyant", "right")):
+        t.add_column(col, justify=just)
+    for r in table.itertuples():
+        t.add_row(r.policy, f"{r.expected_profit:,.0f}", f"{r.profit_per_offer:.3f}", f"{r.share_of_clairvoyant:.3f}")
+    out.print(t)
+
+
+def print_price_book_summary(result: dict) -> None:
+    m = result["manifest"]
+    out.print(f"[bold]price book[/] ({m.get('mode')}) written to {result['out_dir']}")
+    if m.get("mode") == "exploration":
+        out.print(f"[yellow]{m.get('note')}[/]")
+    seg = m.get("segment_solver") or {}
+    if seg:
+        out.print(
+            f"segment prices: {seg.get('status')} via {seg.get('source')}; expected profit per period "
+            f"{seg.get('expected_profit', 0):,.0f} (low {seg.get('profit_low', 0):,.0f}, high {seg.get('profit_high', 0):,.0f})"
+        )
+    if m.get("model"):
+        out.print(f"model {m['model']['name']} version {m['model']['version']}")
+
+
+class _clear_errors:
+    """Turn the known failure types into one clear message and a non-zero exit."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if ev is None:
+            return False
+        from pricing.contract import ContractError
+        from pricing.ladder import InfeasibleRulesError
+        from pricing.model import TrainingDataError
+
+        if isinstance(ev, ContractError | TrainingDataError | InfeasibleRulesError | LookupError | ValueError):
+            _fail(f"{self.what}.\n{ev}")
+        if isinstance(ev, FileNotFoundError):
+            _fail(str(ev), 2)
+        return False
+
+
 @app.command("import-online-retail")
 def import_online_retail(
     src: Annotated[Path, typer.Option("--src", help="the UCI Online Retail CSV (optionally .gz)")],

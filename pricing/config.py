@@ -108,6 +108,82 @@ class TrackingConfig(_Section):
     experiment: str = "bundle-pricing"
 
 
+class LadderConfig(_Section):
+    """Candidate prices of a bundle: discount steps off its list price (sum of the items' list prices)."""
+
+    max_discount: float = Field(0.5, ge=0, lt=1, description="deepest discount on the ladder (before rounding)")
+    step: float = Field(0.025, gt=0, le=1, description="discount step between rungs (share of the list price)")
+    price_ending: float | None = Field(
+        0.99, ge=0, lt=1, description="round every rung DOWN to a price ending in this (0.99: x.99); None: to the cent"
+    )
+
+
+class RulesConfig(_Section):
+    """Business rules every published price obeys (checked again on every solution)."""
+
+    min_margin: float = Field(0.05, ge=0, description="price >= cost_sum * (1 + min_margin)")
+    min_bundle_discount: float = Field(0.0, ge=0, lt=1, description="price <= list_sum * (1 - min_bundle_discount)")
+    max_change: float | None = Field(
+        0.2, gt=0, description="|price - current| <= max_change * current when a current price exists; None: no limit"
+    )
+    fairness_gap: float | None = Field(
+        0.15, ge=0, description="per bundle: max - min segment price <= fairness_gap * list_sum; None: no limit"
+    )
+    customer_band: float = Field(
+        0.05, ge=0, description="personal price within +- customer_band * list_sum of the segment price"
+    )
+    discount_budget: float | None = Field(
+        None, ge=0, description="expected total discount given (list_sum - price per accepted bundle); None: no limit"
+    )
+    respect_inventory: bool = Field(True, description="expected units sold per product <= its inventory")
+    usage_acceptance: Literal["mean", "high"] = Field(
+        "mean", description="acceptance used for expected inventory and budget usage (high: conservative)"
+    )
+
+
+class OptimizeConfig(_Section):
+    """Price optimization: segment price book (MILP, CVXPY + HiGHS) and personal prices (Lagrangian)."""
+
+    ladder: LadderConfig = LadderConfig()
+    rules: RulesConfig = RulesConfig()
+    n_segments: int = Field(6, ge=1, description="customer segments priced by the MILP")
+    top_n_bundles: int = Field(3, ge=1, description="personal offers per customer (best expected profit)")
+    risk_aversion: float = Field(
+        1.0, ge=0, description="objective acceptance = mean - risk_aversion * (mean - low), clipped to [0, 1]"
+    )
+    offers_per_customer: float = Field(
+        1.0, gt=0, description="expected offers of each bundle per customer in the period (when not given)"
+    )
+    time_limit_s: float = Field(60.0, gt=0, description="MILP time limit (HiGHS); the best feasible solution is kept")
+    mip_rel_gap: float = Field(1e-3, ge=0, description="MILP stops at this relative optimality gap")
+    threads: int = Field(2, ge=1)
+    highs_options: dict[str, str | int | float | bool] = Field(
+        {"mip_lp_solver": "ipm"}, description="extra HiGHS options (ipm LPs: much faster on big ladder MILPs)"
+    )
+    lagrange_max_iter: int = Field(150, ge=1, description="dual (multiplier) iterations on the customer sample")
+    lagrange_full_passes: int = Field(4, ge=1, description="dual iterations on all customers after the sample")
+    lagrange_sample: int = Field(100_000, ge=1000, description="customers sampled for the dual iterations")
+    lagrange_tol: float = Field(1e-3, gt=0, description="stop when shared rules hold within this relative slack")
+    chunk_customers: int = Field(250_000, ge=1000, description="customers per vectorized block (memory bound)")
+    seed: int = 7
+
+
+class PriceBookConfig(_Section):
+    """How the price book is scored from the model (sampling, uncertainty, personalization, explanations)."""
+
+    reference_bundles: int = Field(5, ge=1, description="bundles used to measure each customer's price response")
+    segment_sample_customers: int = Field(
+        100, ge=1, description="customers sampled per segment to estimate its acceptance along the ladder"
+    )
+    interval_z: float = Field(1.645, gt=0, description="width of the acceptance band (z of a normal; 1.645: 90%)")
+    holdout_offers: int = Field(20_000, ge=100, description="latest offers used to measure the model's error band")
+    period_days: int = Field(7, ge=1, description="planning period of a price book: offers per customer are measured over it")
+    personalize: bool = Field(True, description="personal prices for each customer's top bundles")
+    candidates_per_customer: int = Field(10, ge=1, description="candidate bundles scored per customer")
+    explain_top_k: int = Field(3, ge=1, description="drivers listed per price (LightGBM contributions)")
+    seed: int = 7
+
+
 class Config(_Section):
     paths: PathsConfig = PathsConfig()
     ingest: IngestConfig = IngestConfig()
@@ -116,6 +192,8 @@ class Config(_Section):
     mining: MiningConfig = MiningConfig()
     model: ModelConfig = ModelConfig()
     tracking: TrackingConfig = TrackingConfig()
+    pricebook: PriceBookConfig = PriceBookConfig()
+    optimize: OptimizeConfig = OptimizeConfig()
 
     def fingerprint(self) -> str:
         """A short, stable hash of the effective configuration (lineage, caching)."""
