@@ -386,25 +386,36 @@ def build_price_book(
 
 
 def exploration_price_book(tables: dict[str, pd.DataFrame], config: Config, seed: int | None = None) -> PriceBook:
-    """Cold start: no offers log, no model. Random allowed ladder prices per customer and bundle.
+    """Cold start: no offers log, no model. A randomized price experiment that obeys every rule.
 
-    One segment ``S0`` priced at the middle allowed rung; every customer gets ``top_n_bundles`` random
-    bundles at random allowed rungs, so the next round's offers log spans the price range.
+    Per bundle a random centre among the allowed ladder prices (so prices span the whole allowed range
+    across bundles); each of ``n_segments`` randomly assigned customer cells gets a random allowed price
+    within the fairness window around it; every customer gets ``top_n_bundles`` random bundles at a
+    random allowed price within the customer band of their cell's price.
     """
     opt = config.optimize
+    rules = opt.rules
     rng = np.random.default_rng(config.pricebook.seed if seed is None else seed)
     cat = catalog(tables)
     ladder = build_ladder(cat.list_sum, cat.cost_sum, opt, None, bundle_ids=cat.bundle_ids)
     allowed = ladder.allowed if ladder.allowed.ndim == 2 else ladder.allowed[0]
-    B = len(cat.bundle_ids)
-    mid = np.array([np.flatnonzero(allowed[b])[len(np.flatnonzero(allowed[b])) // 2] for b in range(B)])
+    prices = ladder.prices
+    B, S = len(cat.bundle_ids), opt.n_segments
+    gap = np.inf if rules.fairness_gap is None else rules.fairness_gap
+    seg_price = np.empty((S, B))
+    for b in range(B):
+        ok = np.flatnonzero(allowed[b])
+        centre = prices[b, rng.choice(ok)]
+        window = ok[np.abs(prices[b, ok] - centre) <= gap * cat.list_sum[b] / 2 + 1e-9]
+        seg_price[:, b] = prices[b, rng.choice(window, size=S)]
+    seg_ids = [f"S{i + 1}" for i in range(S)]
     bundle_prices = pd.DataFrame(
         {
-            "bundle_id": cat.bundle_ids,
-            "segment_id": "S0",
-            "price": ladder.prices[np.arange(B), mid].round(2),
-            "list_price": cat.list_sum.round(2),
-            "unit_cost": cat.cost_sum.round(2),
+            "bundle_id": np.tile(cat.bundle_ids, S),
+            "segment_id": np.repeat(seg_ids, B),
+            "price": seg_price.ravel().round(2),
+            "list_price": np.tile(cat.list_sum, S).round(2),
+            "unit_cost": np.tile(cat.cost_sum, S).round(2),
             "expected_conversion": np.nan,
             "expected_profit": np.nan,
             "profit_low": np.nan,
@@ -414,15 +425,18 @@ def exploration_price_book(tables: dict[str, pd.DataFrame], config: Config, seed
         }
     )
     customers = tables["customers"]["customer_id"].astype(str).drop_duplicates().to_numpy()
+    cell = rng.integers(0, S, len(customers))
     N = min(opt.top_n_bundles, B)
-    picks = np.argsort(rng.random((len(customers), B)), axis=1)[:, :N]
-    b = picks.ravel()
-    choice = np.array([rng.choice(np.flatnonzero(allowed[x])) for x in b])
+    picks = np.argsort(rng.random((len(customers), B)), axis=1)[:, :N].ravel()
+    cells = np.repeat(cell, N)
+    centre = seg_price[cells, picks]
+    within = allowed[picks] & (np.abs(prices[picks] - centre[:, None]) <= rules.customer_band * cat.list_sum[picks][:, None] + 1e-9)
+    u = np.where(within, rng.random(within.shape), -1.0)
     offers = pd.DataFrame(
         {
             "customer_id": np.repeat(customers, N),
-            "bundle_id": np.asarray(cat.bundle_ids)[b],
-            "price": ladder.prices[b, choice].round(2),
+            "bundle_id": np.asarray(cat.bundle_ids)[picks],
+            "price": prices[picks, np.argmax(u, axis=1)].round(2),
             "expected_conversion": np.nan,
             "expected_profit": np.nan,
         }
@@ -431,10 +445,10 @@ def exploration_price_book(tables: dict[str, pd.DataFrame], config: Config, seed
         "mode": "exploration",
         "note": "no offers log: randomized prices within the rules (a price experiment) so the next round has data",
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        "rule_check": {"segment_prices": "all rules hold (ladder rungs allowed by the rules)",
-                       "personal_prices": "all rules hold (ladder rungs allowed by the rules)"},
+        "rule_check": {"segment_prices": "all rules hold (allowed ladder rungs, fairness window)",
+                       "personal_prices": "all rules hold (allowed rungs within the customer band)"},
     }
-    segments = pd.DataFrame({"customer_id": customers, "segment_id": "S0"})
+    segments = pd.DataFrame({"customer_id": customers, "segment_id": np.asarray(seg_ids)[cell]})
     return PriceBook(bundle_prices, segments, offers, manifest)
 
 
