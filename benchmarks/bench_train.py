@@ -52,7 +52,7 @@ def main() -> None:
         data = build_training_data(tables, config)
         st.extra["shape"] = f"{data.X.shape[0]}x{data.X.shape[1]}"
     with rec.stage("train (LightGBM + calibration + metrics)") as st:
-        result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model)
+        result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
         m = result.metrics
         st.extra.update({k: round(float(m[k]), 4) for k in ("test_auc", "test_log_loss", "test_ece", "best_iteration")})
     print()

@@ -1015,12 +1015,28 @@ def price_features(context: pd.DataFrame, price: np.ndarray | pd.Series | float)
     )
 
 
+def category_codes(values: pd.Series, levels: list[str]) -> np.ndarray:
+    """Codes of ``values`` in the builder's fixed ``levels`` as float32 (NaN: missing or unseen level).
+
+    The model matrix carries categoricals as codes (LightGBM is told which columns are categorical by
+    name) rather than pandas 'category': that dtype does not survive MLflow's JSON serving path, so a
+    model trained on it could not be served from the registry.
+    """
+    index = pd.Index(levels, dtype=object)
+    if isinstance(values.dtype, pd.CategoricalDtype) and list(values.cat.categories) == list(index):
+        codes = values.cat.codes.to_numpy()
+    else:
+        codes = index.get_indexer(values.astype(object))
+    return np.where(codes >= 0, codes, np.nan).astype(np.float32)
+
+
 def assemble(context: pd.DataFrame, prices: pd.DataFrame, builder: FeatureBuilder) -> pd.DataFrame:
     """The model matrix X: columns ``builder.feature_names`` in order.
 
     Numeric columns are float32 in one block (LightGBM bins them anyway; this halves the memory of X and
-    of LightGBM's own copy), categoricals are pandas 'category' with the builder's fixed levels (values
-    outside them become NaN). Rows follow ``context`` (``prices`` is aligned by position).
+    of LightGBM's own copy); categoricals (``builder.categorical``) are float32 codes of the builder's
+    fixed levels (:func:`category_codes`; unseen values become NaN). Rows follow ``context``
+    (``prices`` is aligned by position).
     """
     if len(prices) != len(context):
         raise ValueError(f"context has {len(context)} rows but prices has {len(prices)}")
@@ -1034,13 +1050,7 @@ def assemble(context: pd.DataFrame, prices: pd.DataFrame, builder: FeatureBuilde
         mat[:, j] = src[name].to_numpy(dtype=np.float32, na_value=np.nan)
     X = pd.DataFrame(mat, columns=numeric, index=context.index, copy=False)
     for name in CATEGORICAL_FEATURES:
-        levels = pd.Index(builder.levels(name), dtype=object)
-        s = context[name]
-        if isinstance(s.dtype, pd.CategoricalDtype) and list(s.cat.categories) == list(levels):
-            values = pd.Categorical.from_codes(s.cat.codes.to_numpy(), categories=levels)
-        else:
-            values = pd.Categorical(s.astype(object), categories=levels)
-        X.insert(names.index(name), name, values)
+        X.insert(names.index(name), name, category_codes(context[name], builder.levels(name)))
     return X
 
 

@@ -87,15 +87,6 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def _example_frame(X: Any, n: int = 5) -> Any:
-    """MLflow's schema inference does not know pandas 'category': log categoricals as strings."""
-    ex = X.head(n).copy()
-    for c in ex.columns:
-        if str(ex[c].dtype) == "category":
-            ex[c] = ex[c].astype(str)
-    return ex
-
-
 def log_model_and_register(
     model: Any,
     builder_json: str,
@@ -111,8 +102,8 @@ def log_model_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
-    example = _example_frame(X_example)
-    signature = infer_signature(example, model.predict_proba(X_example.head(len(example))))
+    example = X_example.head(5)  # all numeric (categoricals as codes): valid for MLflow's serving path
+    signature = infer_signature(example, model.predict_proba(example))
     info = mlflow.lightgbm.log_model(
         model.classifier,
         name=MODEL_ARTIFACT,

@@ -50,7 +50,7 @@ def build_features(tables: dict[str, pd.DataFrame], config: Config) -> tr.Traini
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def fit(data: tr.TrainingData, config: Config) -> TrainResult:
-    result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model)
+    result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
     m = result.metrics
     run_logger().info(
         "test AUC %.4f, log loss %.4f, ECE %.4f (best iteration %d)",

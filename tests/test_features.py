@@ -251,12 +251,15 @@ def test_assemble_order_dtypes_and_training_frame(builder, sim, full_frame):
     assert set(PRICE_FEATURES) <= set(X.columns)
     assert len(builder.monotone_constraints) == X.shape[1]
     assert {builder.feature_names[i]: m for i, m in enumerate(builder.monotone_constraints) if m} == PRICE_FEATURES
-    for c in builder.categorical:
-        assert isinstance(X[c].dtype, pd.CategoricalDtype)
-        assert list(X[c].cat.categories) == builder.levels(c)
+    for c in builder.categorical:  # codes of the builder's levels (serving-safe), see category_codes
+        codes = X[c].to_numpy()
+        assert X[c].dtype == np.float32
+        assert set(np.unique(codes)) <= set(range(len(builder.levels(c))))
     assert X["region"].notna().all() and X["bundle_main_category"].notna().all()
-    numeric = X.drop(columns=builder.categorical)
-    assert (numeric.dtypes == np.float32).all()
+    region = sim["customers"].set_index("customer_id")["region"]
+    decoded = np.asarray(builder.levels("region"))[X["region"].to_numpy().astype(int)]
+    assert (decoded == offers["customer_id"].map(region).to_numpy()).all()
+    assert (X.dtypes == np.float32).all()
     assert X.index.equals(offers.index) and len(y) == len(offers)
     np.testing.assert_array_equal(y, offers["accepted"].to_numpy(dtype=int))
     assert offer_id.equals(offers["offer_id"]) and offer_time.equals(offers["offer_time"])

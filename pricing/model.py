@@ -1,0 +1,781 @@
+"""The purchase-probability model: P(accept | offer context, price), monotone in price.
+
+Pure functions and small typed objects; no orchestration and no experiment tracking here (the training
+task logs :class:`TrainResult` to MLflow elsewhere).
+
+Pipeline (:func:`train_model`)
+------------------------------
+1. :func:`check_training_data` stops early, with a message a user can act on, when the offers cannot
+   support a model (no offers, one class only, too few rows / accepted / declined offers, or a time
+   split left (nearly) empty, e.g. because every offer carries the same timestamp).
+2. :func:`time_split` orders the offers by time, **no shuffling**: the oldest ``1 - valid - test``
+   share trains, the next ``valid_share`` is the validation split (early stopping and calibration),
+   the latest ``test_share`` is held out for the reported metrics. Offers with the same timestamp are
+   kept in the same split.
+3. A LightGBM binary classifier with a **monotone constraint on every price-derived feature**
+   (:func:`monotone_vector`; the sign says how acceptance moves as the feature grows, e.g. -1 for
+   ``price``, +1 for ``discount_pct``). When the price rises, every price-derived column moves in the
+   direction its constraint calls "less acceptance", so the model's acceptance can never rise with the
+   price (the composition of coordinate-wise monotone pieces is monotone). ``n_estimators`` is an upper
+   bound; LightGBM's own ``early_stopping`` callback on the validation log loss picks the number of
+   trees (``best_iteration``).
+4. Calibration (``cfg.calibration``): an :class:`IsotonicCalibrator` fitted on the **validation**
+   split maps the raw probability to a calibrated one. It is non-decreasing by construction, so the
+   calibrated acceptance is still non-increasing in price. ``"isotonic"`` always calibrates,
+   ``"none"`` never, ``"auto"`` decides with :func:`decide_calibration` (see there): fitting *and*
+   judging isotonic on the same validation rows is optimistic, so the decision uses a **cross-fitted**
+   estimate (K-fold inside the validation split: fit on K-1 folds, predict the held-out fold).
+5. Metrics on the validation and test splits (:func:`evaluate`: AUC, log loss, Brier, ECE, base rate,
+   n), reliability tables before/after calibration, and feature importance (gain and split).
+
+Calibration error
+-----------------
+:func:`expected_calibration_error` = ``sum_b (n_b / n) * |mean(p in b) - mean(y in b)|``. Bins are
+**equal-mass** by default (``strategy="quantile"``): a row falls in bin
+``floor(n_bins * (#rows with a smaller p) / n)``, so tied predictions always share a bin and acceptance
+rates concentrated near 0 are still resolved (equal-width bins would put most offers into the first
+bin). ``strategy="uniform"`` gives the textbook equal-width variant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightgbm
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+from pricing.config import ModelConfig
+
+__all__ = [
+    "AcceptanceModel",
+    "CalibrationDecision",
+    "IsotonicCalibrator",
+    "MonotoneReport",
+    "TrainResult",
+    "TrainingDataError",
+    "calibration_table",
+    "check_monotone",
+    "check_training_data",
+    "decide_calibration",
+    "ece_noise_floor",
+    "evaluate",
+    "expected_calibration_error",
+    "monotone_vector",
+    "time_split",
+    "train_model",
+]
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+BinStrategy = Literal["quantile", "uniform"]
+
+#: calibrated probabilities are kept inside [CAL_EPS, 1 - CAL_EPS]: an isotonic block without a single
+#: accepted (or declined) offer would otherwise predict exactly 0 (or 1) and give an infinite log loss.
+CAL_EPS = 1e-4
+#: "auto" calibration: the cross-fitted isotonic ECE must be lower than the raw ECE by at least
+#: max(AUTO_ABS_MARGIN, AUTO_REL_MARGIN * raw ECE, ECE noise floor) (see :func:`decide_calibration`).
+AUTO_ABS_MARGIN = 0.005
+AUTO_REL_MARGIN = 0.2
+#: folds of the cross-fitted estimate inside the validation split
+AUTO_FOLDS = 5
+
+
+class TrainingDataError(ValueError):
+    """The offers cannot support a model; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------
+# data checks and the time split
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_labels(y: Any) -> np.ndarray:
+    arr = np.asarray(pd.Series(y).to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
+    if np.isnan(arr).any():
+        raise TrainingDataError(
+            f"{int(np.isnan(arr).sum())} offers have no outcome (accepted is missing); "
+            "drop or resolve them before training."
+        )
+    bad = ~np.isin(arr, (0.0, 1.0))
+    if bad.any():
+        examples = sorted(set(arr[bad].tolist()))[:5]
+        raise TrainingDataError(f"the outcome must be 0 (declined) or 1 (accepted); found values {examples}.")
+    return arr.astype(np.int8)
+
+
+def _split_minimum(share: float, cfg: ModelConfig) -> int:
+    """Least rows a split must hold: half its nominal share of ``cfg.min_rows`` (at least 5)."""
+    return max(5, math.ceil(0.5 * share * cfg.min_rows))
+
+
+def check_training_data(y: Any, times: Any, cfg: ModelConfig) -> None:
+    """Stop with a :class:`TrainingDataError` when the offers cannot support a model.
+
+    Checks, in order: no offers at all; missing or invalid outcomes or timestamps; fewer than
+    ``cfg.min_rows`` offers; a single class (every offer accepted, or none); fewer than
+    ``cfg.min_positives`` accepted or declined offers; a time split (train / validation / test) with
+    too few offers (less than half its nominal share of ``cfg.min_rows``, at least 5; happens when many
+    offers share a timestamp) or without both an accepted and a declined offer.
+    """
+    n = len(y)
+    if n == 0:
+        raise TrainingDataError(
+            "no offers at all: the offer log is empty (after filtering), so there is nothing to learn "
+            "acceptance from. Check the offers table and the training window."
+        )
+    labels = _as_labels(y)
+    t = pd.Series(times)
+    if len(t) != n:
+        raise TrainingDataError(f"{n} outcomes but {len(t)} timestamps: they must align row by row.")
+    if t.isna().any():
+        raise TrainingDataError(f"{int(t.isna().sum())} offers have no timestamp; the time split needs one per offer.")
+    if n < cfg.min_rows:
+        raise TrainingDataError(
+            f"too few offers to train: {n} rows, fewer than model.min_rows = {cfg.min_rows}. "
+            "Collect more offers (or lower model.min_rows, at the risk of a weak model)."
+        )
+    pos = int(labels.sum())
+    neg = n - pos
+    if pos == 0 or neg == 0:
+        which = "accepted" if neg == 0 else "declined"
+        raise TrainingDataError(
+            f"a single class: all {n} offers were {which}, so acceptance cannot be modelled. "
+            "The offer log needs both accepted and declined offers."
+        )
+    if pos < cfg.min_positives or neg < cfg.min_positives:
+        few, count = ("accepted", pos) if pos < cfg.min_positives else ("declined", neg)
+        raise TrainingDataError(
+            f"too few {few} offers: {count} of {n}, fewer than model.min_positives = {cfg.min_positives}. "
+            "Collect more offers (or lower model.min_positives)."
+        )
+    masks = time_split(t, cfg.valid_share, cfg.test_share)
+    shares = {"train": 1.0 - cfg.valid_share - cfg.test_share, "valid": cfg.valid_share, "test": cfg.test_share}
+    for name, mask in zip(SPLITS, masks, strict=True):
+        rows = int(mask.sum())
+        need = _split_minimum(shares[name], cfg)
+        if rows < need:
+            raise TrainingDataError(
+                f"too few offers in the {name} split: {rows} rows, need at least {need} "
+                f"(offers are split by time, ties kept together; {t.nunique()} distinct timestamps among {n} "
+                "offers). Provide offers spread over a longer period."
+            )
+        k = int(labels[mask].sum())
+        if k == 0 or k == rows:
+            raise TrainingDataError(
+                f"the {name} split ({rows} offers) holds only "
+                f"{'declined' if k == 0 else 'accepted'} offers; every split needs both accepted and "
+                "declined offers. Provide offers spread over a longer period."
+            )
+
+
+def time_split(times: Any, valid_share: float, test_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks (train, valid, test) in the original row order, by time order, no shuffling.
+
+    With ``n`` offers sorted by time, validation starts at the timestamp of sorted position
+    ``floor(n * (1 - valid_share - test_share))`` and test at the one of position
+    ``floor(n * (1 - test_share))``; every offer at a boundary timestamp joins the later split, so
+    offers with equal timestamps always share a split. If one timestamp spans both boundaries, it goes
+    to validation and test starts at the next later timestamp. Works for numbers and (tz-aware)
+    datetimes; missing times are an error.
+    """
+    if not (0 < valid_share < 1 and 0 < test_share < 1 and valid_share + test_share < 1):
+        raise ValueError(f"valid_share and test_share must be in (0, 1) with a sum < 1, got {valid_share}, {test_share}")
+    t = pd.Series(times).reset_index(drop=True)
+    n = len(t)
+    if n == 0:
+        empty = np.zeros(0, dtype=bool)
+        return empty, empty.copy(), empty.copy()
+    if t.isna().any():
+        raise ValueError("time_split: missing timestamps")
+    s = t.sort_values(kind="mergesort").reset_index(drop=True)
+    b1 = min(int(math.floor(n * (1.0 - valid_share - test_share))), n - 1)
+    b2 = min(int(math.floor(n * (1.0 - test_share))), n - 1)
+    t1 = s.iloc[b1]
+    t2 = s.iloc[b2]
+    if not t2 > t1:
+        later = s[s > t1]
+        t2 = later.iloc[0] if len(later) else None
+    valid_or_test = (t >= t1).to_numpy(dtype=bool)
+    test = (t >= t2).to_numpy(dtype=bool) if t2 is not None else np.zeros(n, dtype=bool)
+    return ~valid_or_test, valid_or_test & ~test, test
+
+
+def monotone_vector(feature_names: Sequence[str], price_features: Mapping[str, int]) -> list[int]:
+    """LightGBM ``monotone_constraints`` for ``feature_names``: the direction for price features, 0 else."""
+    for name, d in price_features.items():
+        if d not in (-1, 0, 1):
+            raise ValueError(f"monotone direction of {name!r} must be -1, 0 or +1, got {d!r}")
+    return [int(price_features.get(f, 0)) for f in feature_names]
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def _bin_index(p: np.ndarray, n_bins: int, strategy: BinStrategy) -> np.ndarray:
+    n = len(p)
+    if strategy == "uniform":
+        return np.minimum((p * n_bins).astype(np.int64), n_bins - 1).clip(0)
+    if strategy == "quantile":
+        smaller = np.searchsorted(np.sort(p, kind="mergesort"), p, side="left")
+        return (smaller * n_bins) // max(n, 1)
+    raise ValueError(f"unknown bin strategy {strategy!r} (quantile | uniform)")
+
+
+def calibration_table(y: Any, p: Any, n_bins: int = 15, strategy: BinStrategy = "quantile") -> pd.DataFrame:
+    """Reliability table: one row per non-empty bin with ``bin, p_min, p_max, mean_predicted,
+    observed_rate, count``. Bins: see :func:`expected_calibration_error`."""
+    yy = np.asarray(y, dtype="float64")
+    pp = np.asarray(p, dtype="float64")
+    cols = ["bin", "p_min", "p_max", "mean_predicted", "observed_rate", "count"]
+    if len(pp) == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+    b = _bin_index(pp, n_bins, strategy)
+    count = np.bincount(b, minlength=n_bins)
+    keep = count > 0
+    sum_p = np.bincount(b, weights=pp, minlength=n_bins)
+    sum_y = np.bincount(b, weights=yy, minlength=n_bins)
+    pmin = np.full(n_bins, np.inf)
+    pmax = np.full(n_bins, -np.inf)
+    np.minimum.at(pmin, b, pp)
+    np.maximum.at(pmax, b, pp)
+    idx = np.arange(n_bins)[keep]
+    return pd.DataFrame(
+        {
+            "bin": idx,
+            "p_min": pmin[keep],
+            "p_max": pmax[keep],
+            "mean_predicted": sum_p[keep] / count[keep],
+            "observed_rate": sum_y[keep] / count[keep],
+            "count": count[keep].astype(np.int64),
+        }
+    )
+
+
+def expected_calibration_error(y: Any, p: Any, n_bins: int = 15, strategy: BinStrategy = "quantile") -> float:
+    """ECE = sum over bins of (share of rows) * |mean predicted - observed rate|; nan without rows."""
+    tab = calibration_table(y, p, n_bins, strategy)
+    n = tab["count"].sum()
+    if n == 0:
+        return float("nan")
+    return float((tab["count"] / n * (tab["mean_predicted"] - tab["observed_rate"]).abs()).sum())
+
+
+def ece_noise_floor(p: Any, n_bins: int = 15, strategy: BinStrategy = "quantile") -> float:
+    """ECE a *perfectly calibrated* model with predictions ``p`` would show from sampling noise alone
+    (approximately): sum_b (n_b / n) * sqrt(2 / pi) * sqrt(pbar_b (1 - pbar_b) / n_b), the mean of a
+    half-normal per bin. Compare an ECE against this before calling a model miscalibrated."""
+    pp = np.asarray(p, dtype="float64")
+    if len(pp) == 0:
+        return float("nan")
+    tab = calibration_table(np.zeros(len(pp)), pp, n_bins, strategy)
+    w = tab["count"] / tab["count"].sum()
+    pbar = tab["mean_predicted"]
+    return float((w * math.sqrt(2 / math.pi) * np.sqrt(pbar * (1 - pbar) / tab["count"])).sum())
+
+
+def evaluate(y: Any, p: Any, n_bins: int = 15) -> dict[str, float]:
+    """auc (sklearn ``roc_auc_score``; nan with a single class), log_loss, brier, ece, base_rate, n."""
+    yy = np.asarray(y, dtype="float64")
+    pp = np.asarray(p, dtype="float64")
+    n = len(yy)
+    if n == 0:
+        nan = float("nan")
+        return {"auc": nan, "log_loss": nan, "brier": nan, "ece": nan, "base_rate": nan, "n": 0.0}
+    auc = float(roc_auc_score(yy, pp)) if 0 < yy.sum() < n else float("nan")
+    return {
+        "auc": auc,
+        "log_loss": float(log_loss(yy, pp, labels=[0, 1])),
+        "brier": float(brier_score_loss(yy, pp)),
+        "ece": expected_calibration_error(yy, pp, n_bins),
+        "base_rate": float(yy.mean()),
+        "n": float(n),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# the isotonic calibrator
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IsotonicCalibrator:
+    """Non-decreasing map raw probability -> calibrated probability (centred isotonic regression).
+
+    Fitting runs the pool-adjacent-violators algorithm (sklearn ``IsotonicRegression``); each block of
+    the step function is then represented by one knot at its (row-weighted) mean raw probability with
+    the block's observed acceptance rate, and :meth:`transform` interpolates linearly between knots
+    (constant beyond the first/last knot). This is Oron and Flournoy's *centred* isotonic regression:
+    still non-decreasing (so monotonicity in price survives calibration) but strictly increasing between
+    knots, so demand curves have no artificial flat steps for the price optimiser to jump along.
+    Values are kept in [CAL_EPS, 1 - CAL_EPS]. ``x`` and ``y`` are plain float lists, JSON-ready.
+    """
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        x = np.asarray(self.x, dtype="float64")
+        y = np.asarray(self.y, dtype="float64")
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError("IsotonicCalibrator needs as many knots x as values y (at least one)")
+        if np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
+            raise ValueError("IsotonicCalibrator knots must be strictly increasing in x and non-decreasing in y")
+
+    @classmethod
+    def fit(cls, p: Any, y: Any) -> IsotonicCalibrator:
+        pp = np.asarray(p, dtype="float64")
+        yy = np.asarray(y, dtype="float64")
+        if len(pp) == 0:
+            raise ValueError("cannot fit a calibrator without rows")
+        order = np.argsort(pp, kind="mergesort")
+        ps, ys = pp[order], yy[order]
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        fitted = iso.fit(ps, ys).predict(ps)
+        # blocks = runs of equal fitted values along the sorted raw probabilities
+        start = np.r_[0, np.flatnonzero(np.diff(fitted) != 0) + 1]
+        counts = np.diff(np.r_[start, len(ps)])
+        xs = np.add.reduceat(ps, start) / counts
+        vs = fitted[start]
+        # guard against floating-point ties of block centres (possible with huge blocks)
+        keep = np.r_[True, np.diff(xs) > 0]
+        xs, vs = xs[keep], vs[keep]
+        vs = np.clip(np.maximum.accumulate(vs), CAL_EPS, 1.0 - CAL_EPS)
+        return cls(x=tuple(float(v) for v in xs), y=tuple(float(v) for v in vs))
+
+    def transform(self, p: Any) -> np.ndarray:
+        return np.interp(np.asarray(p, dtype="float64"), np.asarray(self.x), np.asarray(self.y))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "centred_isotonic", "input": "raw_probability", "x": list(self.x), "y": list(self.y)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> IsotonicCalibrator:
+        kind = d.get("kind", "centred_isotonic")
+        if kind != "centred_isotonic":
+            raise ValueError(f"unknown calibrator kind {kind!r}")
+        return cls(x=tuple(float(v) for v in d["x"]), y=tuple(float(v) for v in d["y"]))
+
+
+@dataclass(frozen=True)
+class CalibrationDecision:
+    """Why "auto" calibration did (not) pick isotonic; the numbers are on the validation split."""
+
+    use_isotonic: bool
+    reason: str
+    ece_raw: float
+    ece_isotonic_cv: float
+    ece_noise_floor: float
+    brier_raw: float
+    brier_isotonic_cv: float
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics; the raw ECE / Brier are ``valid_raw_ece`` / ``valid_raw_brier`` in TrainResult."""
+        return {
+            "calibration_isotonic": float(self.use_isotonic),
+            "valid_isotonic_cv_ece": self.ece_isotonic_cv,
+            "valid_isotonic_cv_brier": self.brier_isotonic_cv,
+            "valid_ece_noise_floor": self.ece_noise_floor,
+        }
+
+
+def _cross_fitted_isotonic(p: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(len(p)) % folds
+    out = np.empty(len(p))
+    for k in range(folds):
+        held = fold == k
+        if held.all() or not held.any():
+            out[held] = p[held]
+            continue
+        out[held] = IsotonicCalibrator.fit(p[~held], y[~held]).transform(p[held])
+    return out
+
+
+def decide_calibration(
+    p_raw: Any, y: Any, mode: Literal["auto", "isotonic", "none"], n_bins: int, seed: int = 0
+) -> CalibrationDecision:
+    """Decide whether to calibrate, from raw validation probabilities and outcomes.
+
+    ``"isotonic"`` / ``"none"`` are obeyed. ``"auto"`` picks isotonic only when both hold:
+
+    1. isotonic lowers the ECE by a clear margin, judged **cross-fitted** (``AUTO_FOLDS``-fold inside
+       the validation split: each fold is predicted by a calibrator fitted on the other folds, so the
+       judge never sees its own training rows):
+       ``ECE_raw - ECE_cv >= max(AUTO_ABS_MARGIN, AUTO_REL_MARGIN * ECE_raw, floor)``, i.e. at least
+       0.005, at least 20 % of the raw ECE, and at least :func:`ece_noise_floor` (the ECE a perfectly
+       calibrated model would show on these rows from sampling noise alone; ~0.02 for 3k validation
+       rows, ~0.002 for 400k), so a difference sampling noise could produce never switches it on;
+    2. isotonic does not make the Brier score (a proper scoring rule) worse, cross-fitted.
+
+    The numbers are computed and reported in every mode (metrics ``valid_isotonic_cv_ece``,
+    ``valid_isotonic_cv_brier``, ``valid_ece_noise_floor``; ``reason`` spells the decision out).
+    """
+    pp = np.asarray(p_raw, dtype="float64")
+    yy = np.asarray(y, dtype="float64")
+    ece_raw = expected_calibration_error(yy, pp, n_bins)
+    floor = ece_noise_floor(pp, n_bins)
+    p_cv = _cross_fitted_isotonic(pp, yy, AUTO_FOLDS, seed)
+    ece_cv = expected_calibration_error(yy, p_cv, n_bins)
+    brier_raw = float(brier_score_loss(yy, pp))
+    brier_cv = float(brier_score_loss(yy, p_cv))
+    margin = max(AUTO_ABS_MARGIN, AUTO_REL_MARGIN * ece_raw, floor)
+    nums = (
+        f"validation ECE raw {ece_raw:.4f} (noise floor {floor:.4f}), isotonic cross-fitted {ece_cv:.4f} "
+        f"(needs an improvement >= {margin:.4f}); Brier raw {brier_raw:.5f}, isotonic cross-fitted {brier_cv:.5f}"
+    )
+    if mode == "isotonic":
+        use, reason = True, f"calibration=isotonic (forced); {nums}"
+    elif mode == "none":
+        use, reason = False, f"calibration=none (forced); {nums}"
+    elif mode == "auto":
+        why = []
+        if not ece_raw - ece_cv >= margin:
+            why.append("isotonic does not lower ECE by a clear margin")
+        if not brier_cv <= brier_raw:
+            why.append("isotonic worsens the Brier score")
+        use = not why
+        reason = f"calibration=auto -> {'isotonic' if use else 'none'} ({'; '.join(why) or 'all criteria met'}); {nums}"
+    else:
+        raise ValueError(f"unknown calibration mode {mode!r} (auto | isotonic | none)")
+    return CalibrationDecision(use, reason, ece_raw, ece_cv, floor, brier_raw, brier_cv)
+
+
+# --------------------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AcceptanceModel:
+    """A fitted acceptance model: LightGBM classifier (+ optional isotonic calibrator).
+
+    ``classifier`` may also be a bare ``lightgbm.Booster`` (e.g. as loaded from a model file); rebuild
+    a model from a logged classifier with :meth:`from_dict` (inverse of :meth:`to_dict`).
+    """
+
+    classifier: lightgbm.LGBMClassifier
+    calibrator: IsotonicCalibrator | None
+    feature_names: list[str]
+    categorical: list[str]
+    price_features: dict[str, int]
+    best_iteration: int
+    #: per price feature, its training distribution: ``{"min", "q01", "q99", "max"}``. Trees predict a
+    #: constant beyond the training range, so a price optimiser should stay inside it (revenue grows
+    #: without bound where acceptance is flat).
+    price_feature_ranges: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    # -- prediction ---------------------------------------------------------------------------------
+    @property
+    def booster(self) -> lightgbm.Booster:
+        c = self.classifier
+        return c if isinstance(c, lightgbm.Booster) else c.booster_
+
+    def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame with columns {self.feature_names[:5]}..., got {type(X).__name__}")
+        missing = [c for c in self.feature_names if c not in X.columns]
+        if missing:
+            raise KeyError(f"X lacks {len(missing)} model feature(s): {missing[:10]}")
+        return X[self.feature_names]
+
+    def _predict(self, X: pd.DataFrame, **kw: Any) -> np.ndarray:
+        Xm = self._matrix(X)
+        if len(Xm) == 0:
+            return np.zeros((0, len(self.feature_names) + 1)) if kw.get("pred_contrib") else np.zeros(0)
+        return self.booster.predict(Xm, num_iteration=self.best_iteration, **kw)
+
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated P(accept) from the classifier (best iteration), 1-D."""
+        return np.asarray(self._predict(X), dtype="float64")
+
+    def predict_log_odds(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw (uncalibrated) log-odds; ``contributions(X).sum(axis=1)`` equals this."""
+        return np.asarray(self._predict(X, raw_score=True), dtype="float64")
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated P(accept), 1-D (= :meth:`predict_raw` when there is no calibrator)."""
+        raw = self.predict_raw(X)
+        return raw if self.calibrator is None else self.calibrator.transform(raw)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-row additive explanation of the raw log-odds (LightGBM ``pred_contrib=True``, TreeSHAP):
+        one column per feature plus ``bias``; rows sum to :meth:`predict_log_odds`. The calibrator is
+        not included (it is a monotone map of the total)."""
+        c = np.asarray(self._predict(X, pred_contrib=True), dtype="float64")
+        return pd.DataFrame(c, columns=[*self.feature_names, "bias"], index=X.index)
+
+    # -- serialisation (the classifier itself is logged as a LightGBM model elsewhere) ---------------
+    def calibrator_to_dict(self) -> dict[str, Any] | None:
+        return None if self.calibrator is None else self.calibrator.to_dict()
+
+    @staticmethod
+    def calibrator_from_dict(d: Mapping[str, Any] | None) -> IsotonicCalibrator | None:
+        return None if d is None else IsotonicCalibrator.from_dict(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the classifier, JSON-serialisable (log it beside the LightGBM model)."""
+        return {
+            "feature_names": list(self.feature_names),
+            "categorical": list(self.categorical),
+            "price_features": {k: int(v) for k, v in self.price_features.items()},
+            "best_iteration": int(self.best_iteration),
+            "calibrator": self.calibrator_to_dict(),
+            "price_feature_ranges": {k: dict(v) for k, v in self.price_feature_ranges.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, classifier: lightgbm.LGBMClassifier | lightgbm.Booster, d: Mapping[str, Any]) -> AcceptanceModel:
+        return cls(
+            classifier=classifier,
+            calibrator=cls.calibrator_from_dict(d.get("calibrator")),
+            feature_names=list(d["feature_names"]),
+            categorical=list(d["categorical"]),
+            price_features={k: int(v) for k, v in d["price_features"].items()},
+            best_iteration=int(d["best_iteration"]),
+            price_feature_ranges={
+                k: {q: float(x) for q, x in v.items()} for k, v in (d.get("price_feature_ranges") or {}).items()
+            },
+        )
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` returns (all of it loggable: metrics flat, tables as DataFrames).
+
+    * ``metrics``: ``{split}_{auc|log_loss|brier|ece|base_rate|n}`` for ``valid`` and ``test`` with the
+      final (calibrated, if chosen) predictions, ``{split}_raw_{...}`` with the raw ones,
+      ``train_n``, ``best_iteration``, ``n_estimators_max`` and the calibration-decision numbers
+      (:meth:`CalibrationDecision.metrics`). Valid metrics after calibration are optimistic (the
+      calibrator was fitted there); the test split is the honest one.
+    * ``splits``: boolean masks ``train``/``valid``/``test`` over the rows of X.
+    * ``calibration``: reliability tables, long format: ``split, stage (before|after), bin, p_min,
+      p_max, mean_predicted, observed_rate, count``; :meth:`reliability` picks one.
+    * ``feature_importance``: ``feature, gain, split`` (at the best iteration), by gain descending.
+    * ``learning_curve``: ``iteration, valid_log_loss``.
+    """
+
+    model: AcceptanceModel
+    metrics: dict[str, float]
+    splits: dict[str, np.ndarray]
+    calibration: pd.DataFrame
+    feature_importance: pd.DataFrame
+    calibration_decision: CalibrationDecision
+    learning_curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def reliability(self, split: str = "test", stage: str = "after") -> pd.DataFrame:
+        t = self.calibration
+        return t[(t["split"] == split) & (t["stage"] == stage)].drop(columns=["split", "stage"]).reset_index(drop=True)
+
+
+def _check_matrix(
+    X: pd.DataFrame, price_features: Mapping[str, int], categorical_codes: Sequence[str] = ()
+) -> tuple[list[str], list[str], dict[str, int]]:
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+    if X.columns.has_duplicates:
+        raise ValueError(f"duplicate feature names: {X.columns[X.columns.duplicated()].tolist()}")
+    names = [str(c) for c in X.columns]
+    categorical: list[str] = []
+    bad: list[str] = []
+    for c in X.columns:
+        dt = X[c].dtype
+        if isinstance(dt, pd.CategoricalDtype) or (str(c) in categorical_codes and pd.api.types.is_numeric_dtype(dt)):
+            categorical.append(str(c))
+        elif not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt)):
+            bad.append(f"{c} ({dt})")
+    if bad:
+        raise TypeError(f"model features must be numeric or pandas 'category'; convert: {bad[:10]}")
+    present = {k: int(v) for k, v in price_features.items() if k in names}
+    if not present:
+        raise ValueError(
+            f"none of the price features {sorted(price_features)} is a column of X: the model could not be "
+            "made monotone in price"
+        )
+    cat_price = [k for k in present if k in categorical]
+    if cat_price:
+        raise ValueError(f"price features must be numeric, not categorical: {cat_price}")
+    return names, categorical, present
+
+
+def _classifier(cfg: ModelConfig, constraints: list[int]) -> lightgbm.LGBMClassifier:
+    return lightgbm.LGBMClassifier(
+        objective="binary",
+        n_estimators=cfg.n_estimators,
+        learning_rate=cfg.learning_rate,
+        num_leaves=cfg.num_leaves,
+        min_child_samples=cfg.min_child_samples,
+        colsample_bytree=cfg.feature_fraction,
+        subsample=cfg.bagging_fraction,
+        # LightGBM bags only when bagging_freq > 0; a fraction < 1 in the config means "bag every tree"
+        subsample_freq=1 if cfg.bagging_fraction < 1 else 0,
+        reg_lambda=cfg.lambda_l2,
+        monotone_constraints=constraints,
+        monotone_constraints_method=cfg.monotone_constraints_method,
+        n_jobs=cfg.n_threads,
+        random_state=cfg.seed,
+        verbose=-1,
+    )
+
+
+def train_model(
+    X: pd.DataFrame,
+    y: Any,
+    times: Any,
+    price_features: Mapping[str, int],
+    cfg: ModelConfig,
+    categorical: Sequence[str] = (),
+) -> TrainResult:
+    """Time split -> monotone LightGBM with early stopping on validation -> calibration -> metrics.
+
+    ``X``: model matrix (numeric and 'category' columns), ``y``: 0/1 accepted, ``times``: offer time
+    per row (aligned with X by position), ``price_features``: price-derived feature -> direction of
+    acceptance as it grows (entries not in X are ignored; at least one must be present).
+    Raises :class:`TrainingDataError` when the offers cannot support a model.
+    """
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    check_training_data(y, times, cfg)
+    names, categorical, present = _check_matrix(X, price_features, categorical)
+    labels = _as_labels(y)
+    tr, va, te = time_split(times, cfg.valid_share, cfg.test_share)
+    constraints = monotone_vector(names, present)
+
+    clf = _classifier(cfg, constraints)
+    X_va, y_va = X.iloc[np.flatnonzero(va)], labels[va]
+    clf.fit(
+        X.iloc[np.flatnonzero(tr)],
+        labels[tr],
+        eval_X=(X_va,),
+        eval_y=(y_va,),
+        eval_names=["valid"],
+        eval_metric="binary_logloss",
+        categorical_feature=categorical or "auto",
+        callbacks=[lightgbm.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)],
+    )
+    best = int(clf.best_iteration_ or clf.n_estimators)
+    ranges = {}
+    for k in present:
+        col = X[k].to_numpy(dtype="float64", na_value=np.nan)[tr]
+        q = np.nanquantile(col, [0.0, 0.01, 0.99, 1.0]) if np.isfinite(col).any() else [np.nan] * 4
+        ranges[k] = {"min": float(q[0]), "q01": float(q[1]), "q99": float(q[2]), "max": float(q[3])}
+    model = AcceptanceModel(
+        classifier=clf,
+        calibrator=None,
+        feature_names=names,
+        categorical=categorical,
+        price_features=present,
+        best_iteration=best,
+        price_feature_ranges=ranges,
+    )
+
+    X_te, y_te = X.iloc[np.flatnonzero(te)], labels[te]
+    raw = {"valid": model.predict_raw(X_va), "test": model.predict_raw(X_te)}
+    ys = {"valid": y_va, "test": y_te}
+    decision = decide_calibration(raw["valid"], y_va, cfg.calibration, cfg.calibration_bins, seed=cfg.seed)
+    if decision.use_isotonic:
+        model.calibrator = IsotonicCalibrator.fit(raw["valid"], y_va)
+    final = {k: (v if model.calibrator is None else model.calibrator.transform(v)) for k, v in raw.items()}
+
+    metrics: dict[str, float] = {
+        "train_n": float(tr.sum()),
+        "best_iteration": float(best),
+        "n_estimators_max": float(cfg.n_estimators),
+    }
+    tables = []
+    for split in ("valid", "test"):
+        for k, v in evaluate(ys[split], final[split], cfg.calibration_bins).items():
+            metrics[f"{split}_{k}"] = v
+        for k, v in evaluate(ys[split], raw[split], cfg.calibration_bins).items():
+            if k not in ("base_rate", "n"):
+                metrics[f"{split}_raw_{k}"] = v
+        for stage, p in (("before", raw[split]), ("after", final[split])):
+            tab = calibration_table(ys[split], p, cfg.calibration_bins)
+            tab.insert(0, "stage", stage)
+            tab.insert(0, "split", split)
+            tables.append(tab)
+    metrics.update(decision.metrics())
+
+    booster = clf.booster_
+    importance = (
+        pd.DataFrame(
+            {
+                "feature": names,
+                "gain": booster.feature_importance(importance_type="gain", iteration=best),
+                "split": booster.feature_importance(importance_type="split", iteration=best),
+            }
+        )
+        .sort_values(["gain", "split"], ascending=False, kind="mergesort")
+        .reset_index(drop=True)
+    )
+    curve_vals = clf.evals_result_.get("valid", {}).get("binary_logloss", [])
+    curve = pd.DataFrame({"iteration": np.arange(1, len(curve_vals) + 1), "valid_log_loss": curve_vals})
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        splits={"train": tr, "valid": va, "test": te},
+        calibration=pd.concat(tables, ignore_index=True),
+        feature_importance=importance,
+        calibration_decision=decision,
+        learning_curve=curve,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# monotonicity check (tests, and a guard before publishing a model)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonotoneReport:
+    """``curves[i, j]``: acceptance of row i at its j-th grid price (prices ascending along j)."""
+
+    prices: np.ndarray
+    curves: np.ndarray
+    max_rise: float
+    worst_row: int
+
+    def ok(self, tol: float = 1e-12) -> bool:
+        return self.max_rise <= tol
+
+
+def check_monotone(
+    model: AcceptanceModel,
+    X: pd.DataFrame,
+    price_col_fn: Callable[[pd.DataFrame, np.ndarray], pd.DataFrame | Mapping[str, Any]],
+    grid: Any,
+    calibrated: bool = True,
+) -> MonotoneReport:
+    """Acceptance of each row of ``X`` along a price grid; ``max_rise`` is the largest increase of
+    acceptance between consecutive (ascending) grid prices, over all rows (<= 0 when monotone).
+
+    ``price_col_fn(rows, prices)`` returns the price-derived columns for ``rows`` priced at ``prices``
+    (one price per row), e.g. a wrapper of ``pricing.features.price_features``. ``grid`` is 1-D (the same
+    prices for every row) or 2-D ``(len(X), n_grid)`` (per-row prices, e.g. multiples of list price).
+    """
+    n = len(X)
+    g = np.asarray(grid, dtype="float64")
+    prices = np.broadcast_to(g, (n, g.shape[-1])) if g.ndim == 1 else g
+    if prices.shape[0] != n:
+        raise ValueError(f"grid has {prices.shape[0]} rows for {n} rows of X")
+    prices = np.sort(prices, axis=1)
+    m = prices.shape[1]
+    frames = []
+    for j in range(m):
+        Xj = X.copy()
+        cols = price_col_fn(X, prices[:, j].copy())
+        for c, v in cols.items():
+            Xj[c] = np.asarray(v)
+        frames.append(Xj)
+    big = pd.concat(frames, ignore_index=True)
+    p = model.predict_proba(big) if calibrated else model.predict_raw(big)
+    curves = p.reshape(m, n).T
+    rises = np.diff(curves, axis=1) if m > 1 else np.zeros((n, 1))
+    worst = int(np.unravel_index(np.argmax(rises), rises.shape)[0]) if rises.size else 0
+    return MonotoneReport(prices=prices, curves=curves, max_rise=float(rises.max(initial=-np.inf)), worst_row=worst)
