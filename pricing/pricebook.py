@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sparse
+from scipy import sparse
 
 from pricing.config import Config
 from pricing.contract import BUNDLE_ITEM_SEP
-from pricing.features import PRICE_FEATURES, assemble, context_features, price_features
+from pricing.features import assemble, context_features, price_features
 from pricing.ladder import build_ladder
 from pricing.optimize import (
-    BINDING_BITS,
     CustomerProblem,
     SegmentProblem,
     check_customer_rules,
@@ -39,7 +38,13 @@ from pricing.optimize import (
     solve_customer_prices,
     solve_segment_prices,
 )
-from pricing.scoring import customer_price_response, pricing_time, requests_for, score_prices, segment_customers
+from pricing.scoring import (
+    customer_price_response,
+    pricing_time,
+    requests_for,
+    score_prices,
+    segment_customers,
+)
 
 FILES = ("bundle_prices.csv", "customer_segments.csv", "customer_offers.csv", "manifest.json")
 
@@ -179,11 +184,9 @@ def build_price_book(
     C = len(customers)
 
     # -- current price book (max change) -------------------------------------------------------
-    seg_ids_prev: list[str] | None = None
     current_price = None
     if current is not None and len(current.bundle_prices):
         cur = current.bundle_prices.pivot_table(index="segment_id", columns="bundle_id", values="price")
-        seg_ids_prev = list(cur.index)
         current_price = cur.reindex(columns=cat.bundle_ids).to_numpy(dtype=np.float64).min(axis=0)
     ladder = build_ladder(cat.list_sum, cat.cost_sum, opt, current_price, bundle_ids=cat.bundle_ids)
 

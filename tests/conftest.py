@@ -42,3 +42,24 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def session_tmp() -> Path:
     return _SESSION_TMP
+
+
+@pytest.fixture(scope="session")
+def tiny_market(tmp_path_factory) -> Path:
+    """The tiny simulated market as CSV files (with its _truth), shared by the flow tests."""
+    from pricing.simulator import simulate
+
+    d = tmp_path_factory.mktemp("tiny-market") / "data"
+    simulate(d, size="tiny", seed=5)
+    return d
+
+
+def flow_config(tmp: Path, name: str) -> str:
+    """A config file with its own work dir, registered-model name and experiment (tests stay apart)."""
+    f = tmp / "config.yaml"
+    f.write_text(
+        f"paths:\n  work_dir: {tmp / 'work'}\n"
+        f"model:\n  registered_model_name: {name}\n  n_estimators: 200\n"
+        f"tracking:\n  experiment: {name}\n"
+    )
+    return str(f)

@@ -13,6 +13,7 @@ import pytest
 from flows.pipeline import pipeline_flow
 from pricing.config import load_config
 from pricing.contract import ContractError
+from tests.conftest import flow_config
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -24,20 +25,6 @@ BOOK_COLUMNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    from pricing.simulator import simulate
-
-    d = tmp_path_factory.mktemp("pipeline") / "data"
-    simulate(d, size="tiny", seed=5)
-    return d
-
-
-def _config(tmp: Path, name: str) -> str:
-    f = tmp / "config.yaml"
-    f.write_text(f"paths:\n  work_dir: {tmp / 'work'}\nmodel:\n  registered_model_name: {name}\n"
-                 f"  n_estimators: 200\ntracking:\n  experiment: {name}\n")
-    return str(f)
 
 
 def _check_rules(out: Path, data: Path, config_path: str) -> None:
@@ -59,7 +46,7 @@ def _check_rules(out: Path, data: Path, config_path: str) -> None:
 
 def test_run_writes_a_rule_abiding_price_book(tiny_market, tmp_path):
     out = tmp_path / "book"
-    cfg = _config(tmp_path, "pipeline-tiny")
+    cfg = flow_config(tmp_path, "pipeline-tiny")
     result = pipeline_flow(data_dir=str(tiny_market), out_dir=str(out), config_path=cfg)
     for name, cols in BOOK_COLUMNS.items():
         assert list(pd.read_csv(out / name, nrows=1).columns) == cols, name
@@ -80,13 +67,13 @@ def test_cold_start_gives_an_exploration_price_book(tiny_market, tmp_path):
         if f.name != "offers.csv":
             (data / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "book"
-    result = pipeline_flow(data_dir=str(data), out_dir=str(out), config_path=_config(tmp_path, "cold"))
+    result = pipeline_flow(data_dir=str(data), out_dir=str(out), config_path=flow_config(tmp_path, "cold"))
     assert result["train"] is None
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["mode"] == "exploration" and "no offers log" in manifest["note"]
     co = pd.read_csv(out / "customer_offers.csv")
     assert co["price"].nunique() > 10, "randomized prices"
-    _check_rules(out, data, _config(tmp_path, "cold"))
+    _check_rules(out, data, flow_config(tmp_path, "cold"))
 
 
 def test_bad_input_leaves_no_price_book(tiny_market, tmp_path):
@@ -97,5 +84,5 @@ def test_bad_input_leaves_no_price_book(tiny_market, tmp_path):
     (data / "products.csv").write_bytes(b"")
     out = tmp_path / "book"
     with pytest.raises(ContractError):
-        pipeline_flow(data_dir=str(data), out_dir=str(out), config_path=_config(tmp_path, "bad"))
+        pipeline_flow(data_dir=str(data), out_dir=str(out), config_path=flow_config(tmp_path, "bad"))
     assert not out.exists()

@@ -11,32 +11,15 @@ import pytest
 from flows.train import train_flow
 from pricing.model import TrainingDataError
 from pricing.tracking import CHALLENGER, CHAMPION, alias_map, load_model
+from tests.conftest import flow_config
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    from pricing.simulator import simulate
-
-    d = tmp_path_factory.mktemp("market") / "data"
-    simulate(d, size="tiny", seed=11)
-    return d
-
-
-def _config(tmp: Path, name: str) -> str:
-    """A config with its own work dir and registered-model name, so tests do not share a registry entry."""
-    f = tmp / "config.yaml"
-    f.write_text(
-        f"paths:\n  work_dir: {tmp / 'work'}\n"
-        f"model:\n  registered_model_name: {name}\n  n_estimators: 200\n"
-        f"tracking:\n  experiment: {name}\n"
-    )
-    return str(f)
 
 
 def test_train_registers_challenger_and_first_champion(tiny_market, tmp_path):
-    cfg = _config(tmp_path, "tiny-accept")
+    cfg = flow_config(tmp_path, "tiny-accept")
     first = train_flow(data_dir=str(tiny_market), config_path=cfg)
     assert first["version"] == "1"
     assert alias_map("tiny-accept") == {CHALLENGER: "1", CHAMPION: "1"}
@@ -76,7 +59,7 @@ def test_bad_training_data_stops_clearly_and_registers_nothing(tiny_market, tmp_
     edit(data)
     name = "bad-" + case.replace(" ", "-")
     with pytest.raises(TrainingDataError) as info:
-        train_flow(data_dir=str(data), config_path=_config(tmp_path, name))
+        train_flow(data_dir=str(data), config_path=flow_config(tmp_path, name))
     assert message in str(info.value).lower()
     assert alias_map(name) == {}
 
