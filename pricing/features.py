@@ -80,7 +80,7 @@ CATEGORICAL_FEATURES: tuple[str, ...] = ("region", "bundle_main_category")
 #: "Days since" value when there is no such event before the request.
 NO_HISTORY_DAYS = 9999.0
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: categoricals enter the model matrix as codes (see category_codes)
 _US_PER_DAY = 86_400_000_000
 _NAT = np.iinfo(np.int64).min
 _TOKEN_SPLIT = r"[^\p{L}\p{N}_]+"  # tokens: runs of letters, digits and '_' (any script), lower-cased
