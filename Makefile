@@ -18,7 +18,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 .PHONY: install demo test test-fast lint bench clean help
 
 help:
-	@echo "make demo   - install, simulate the default market and run the pipeline"
+	@echo "make demo   - install, simulate the default market, validate it, train, price, evaluate"
 	@echo "make test   - install and run the test suite"
 	@echo "make bench  - benchmarks at bench size (slow; see docs/benchmarks.md)"
 
@@ -35,7 +35,8 @@ install: $(STAMP)
 demo: install
 	$(BIN)/bundle-pricing simulate --out $(WORK)/demo/data --size $(DEMO_SIZE) --seed $(SEED)
 	$(BIN)/bundle-pricing ingest --data $(WORK)/demo/data
-	$(BIN)/bundle-pricing train --data $(WORK)/demo/data
+	$(BIN)/bundle-pricing run --data $(WORK)/demo/data --out $(WORK)/demo/prices
+	$(BIN)/bundle-pricing evaluate --data $(WORK)/demo/data --prices $(WORK)/demo/prices
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -48,6 +49,8 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py --size bench
+	$(BIN)/python benchmarks/bench_train.py --size bench
+	$(BIN)/python benchmarks/bench_optimize.py
 
 clean:
 	rm -rf $(WORK) .pytest_cache
