@@ -154,15 +154,19 @@ class OptimizeConfig(_Section):
     offers_per_customer: float = Field(
         1.0, gt=0, description="expected offers of each bundle per customer in the period (when not given)"
     )
-    time_limit_s: float = Field(60.0, gt=0, description="MILP time limit (HiGHS); the best feasible solution is kept")
+    time_limit_s: float = Field(
+        60.0, gt=0, description="segment price book time limit (heuristic + HiGHS); the best feasible book is kept"
+    )
+    warm_start: bool = Field(True, description="start HiGHS from the Lagrangian heuristic's price book (MIP start)")
     mip_rel_gap: float = Field(1e-3, ge=0, description="MILP stops at this relative optimality gap")
     threads: int = Field(2, ge=1)
     highs_options: dict[str, str | int | float | bool] = Field(
-        {"mip_lp_solver": "ipm"}, description="extra HiGHS options (ipm LPs: much faster on big ladder MILPs)"
+        {"presolve": "off"},
+        description="extra HiGHS options; presolve off: HiGHS presolve is slow on the staircase model and gains nothing",
     )
     lagrange_max_iter: int = Field(150, ge=1, description="dual (multiplier) iterations on the customer sample")
-    lagrange_full_passes: int = Field(4, ge=1, description="dual iterations on all customers after the sample")
-    lagrange_sample: int = Field(100_000, ge=1000, description="customers sampled for the dual iterations")
+    lagrange_full_passes: int = Field(6, ge=1, description="dual iterations on all customers after the sample")
+    lagrange_sample: int = Field(200_000, ge=1000, description="customers sampled for the dual iterations")
     lagrange_tol: float = Field(1e-3, gt=0, description="stop when shared rules hold within this relative slack")
     chunk_customers: int = Field(250_000, ge=1000, description="customers per vectorized block (memory bound)")
     seed: int = 7

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from pricing.config import Config, IngestConfig
+from pricing.config import IngestConfig
 from pricing.contract import (
     BUNDLE_ITEM_SEP,
     CONTRACT_VERSION,

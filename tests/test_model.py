@@ -150,18 +150,45 @@ def test_monotone_vector():
 
 
 @pytest.mark.parametrize("method", ["basic", "intermediate", "advanced"])
-def test_calibrated_acceptance_never_rises_with_price(offers, method):
+def test_calibrated_acceptance_never_rises_with_price(offers, trained, method):
     X, y, t, _ = offers
-    result = train_model(X, y, t, PRICE_FEATURES, fast_cfg(calibration="isotonic", monotone_constraints_method=method))
+    if method == ModelConfig().monotone_constraints_method:
+        result = trained  # the shared model: default method, isotonic calibration
+    else:
+        cfg = fast_cfg(calibration="isotonic", monotone_constraints_method=method)
+        result = train_model(X, y, t, PRICE_FEATURES, cfg)
+    assert result.model.booster.params["monotone_constraints_method"] == method
     model = result.model
     assert model.calibrator is not None
     rows = X.sample(300, random_state=1)
     report = check_monotone(model, rows, price_cols, price_grid(rows))
-    assert report.ok(1e-12), f"acceptance rose by {report.max_rise} along the price grid (row {report.worst_row})"
+    assert report.ok(1e-12), (
+        f"acceptance rose by {report.max_rise} along the price grid (row {report.worst_row})"
+    )
     raw = check_monotone(model, rows, price_cols, price_grid(rows), calibrated=False)
     assert raw.ok(1e-12)
     # the curves do fall: the model learnt that price matters
     assert (report.curves[:, 0] - report.curves[:, -1]).mean() > 0.2
+
+
+def test_categorical_codes_in_a_float32_matrix(offers):
+    """The features module's layout: float32 block, categoricals as float32 codes named in ``categorical``."""
+    X, y, t, _ = offers
+    Xc = X.astype({c: "float32" for c in X.columns if c != "segment"})
+    Xc["segment"] = X["segment"].cat.codes.astype("float32")
+    r = train_model(Xc, y, t, PRICE_FEATURES, fast_cfg(calibration="isotonic"), categorical=["segment"])
+    assert r.model.categorical == ["segment"]
+    infos = r.model.booster.dump_model()["feature_infos"]
+    assert infos["segment"]["values"] and not infos["price"]["values"]  # only categoricals list values
+    rows = Xc.sample(200, random_state=2)
+    assert check_monotone(r.model, rows, price_cols, price_grid(rows)).ok(1e-12)
+    assert r.metrics["test_auc"] > 0.6
+    with pytest.raises(ValueError, match="non-negative integer codes"):
+        train_model(
+            Xc.assign(segment=Xc["segment"] - 0.5), y, t, PRICE_FEATURES, fast_cfg(), categorical=["segment"]
+        )
+    with pytest.raises(ValueError, match="categorical columns not in X"):
+        train_model(Xc, y, t, PRICE_FEATURES, fast_cfg(), categorical=["region"])
 
 
 def test_unconstrained_model_would_fail_the_check(offers):
@@ -330,12 +357,28 @@ def _times(n: int) -> pd.Series:
         (np.array([], dtype=int), _times(0), "no offers at all"),
         (np.ones(1000, dtype=int), _times(1000), "single class: all 1000 offers were accepted"),
         (np.zeros(1000, dtype=int), _times(1000), "single class: all 1000 offers were declined"),
-        (np.r_[np.ones(100), np.zeros(99)].astype(int), _times(199), "too few offers to train: 199 rows.*min_rows = 500"),
-        (np.r_[np.ones(10), np.zeros(990)].astype(int), _times(1000), "too few accepted offers: 10 of 1000.*min_positives = 20"),
+        (
+            np.r_[np.ones(100), np.zeros(99)].astype(int),
+            _times(199),
+            "too few offers to train: 199 rows.*min_rows = 500",
+        ),
+        (
+            np.r_[np.ones(10), np.zeros(990)].astype(int),
+            _times(1000),
+            "too few accepted offers: 10 of 1000.*min_positives = 20",
+        ),
         (np.r_[np.zeros(5), np.ones(995)].astype(int), _times(1000), "too few declined offers: 5 of 1000"),
         (np.tile([0, 1], 500), pd.Series([T0] * 1000), "too few offers in the train split"),
-        (np.tile([0, 1], 500), pd.concat([_times(700), pd.Series([T0 + pd.Timedelta("1D")] * 300)]), "too few offers in the test split: 0 rows"),
-        (np.r_[np.tile([0, 1], 425), np.zeros(150)].astype(int), _times(1000), "test split .* holds only declined offers"),
+        (
+            np.tile([0, 1], 500),
+            pd.concat([_times(700), pd.Series([T0 + pd.Timedelta("1D")] * 300)]),
+            "too few offers in the test split: 0 rows",
+        ),
+        (
+            np.r_[np.tile([0, 1], 425), np.zeros(150)].astype(int),
+            _times(1000),
+            "test split .* holds only declined offers",
+        ),
         (np.r_[np.tile([0, 1], 200), [0.5], np.ones(599)], _times(1000), "must be 0 \\(declined\\) or 1"),
     ],
 )
@@ -370,7 +413,10 @@ def test_plots_write_png_files(trained, offers, tmp_path):
             "price": rep.prices.ravel(),
             "p_model": rep.curves.ravel(),
             "p_true": np.concatenate(
-                [1 / (1 + np.exp(-true_logit(rows.iloc[[i] * len(pr)], pr))) for i, pr in enumerate(rep.prices)]
+                [
+                    1 / (1 + np.exp(-true_logit(rows.iloc[[i] * len(pr)], pr)))
+                    for i, pr in enumerate(rep.prices)
+                ]
             ),
         }
     )
