@@ -283,7 +283,7 @@ def test_builder_json_round_trip_gives_identical_features(builder, sim, full_fra
     assert b2.feature_names == builder.feature_names
     pd.testing.assert_frame_equal(offer_training_frame(b2, sim)[0], full_frame[0], check_exact=True)
     with pytest.raises(ValueError):
-        FeatureBuilder.from_json(s.replace('"version": 1', '"version": 99'))
+        FeatureBuilder.from_json(s.replace(f'"version": {builder.version}', '"version": 99'))
 
 
 def test_builder_uses_only_data_before_cutoff(sim, cfg, cut):
