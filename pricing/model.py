@@ -133,7 +133,9 @@ def check_training_data(y: Any, times: Any, cfg: ModelConfig) -> None:
     if len(t) != n:
         raise TrainingDataError(f"{n} outcomes but {len(t)} timestamps: they must align row by row.")
     if t.isna().any():
-        raise TrainingDataError(f"{int(t.isna().sum())} offers have no timestamp; the time split needs one per offer.")
+        raise TrainingDataError(
+            f"{int(t.isna().sum())} offers have no timestamp; the time split needs one per offer."
+        )
     if n < cfg.min_rows:
         raise TrainingDataError(
             f"too few offers to train: {n} rows, fewer than model.min_rows = {cfg.min_rows}. "
@@ -154,7 +156,11 @@ def check_training_data(y: Any, times: Any, cfg: ModelConfig) -> None:
             "Collect more offers (or lower model.min_positives)."
         )
     masks = time_split(t, cfg.valid_share, cfg.test_share)
-    shares = {"train": 1.0 - cfg.valid_share - cfg.test_share, "valid": cfg.valid_share, "test": cfg.test_share}
+    shares = {
+        "train": 1.0 - cfg.valid_share - cfg.test_share,
+        "valid": cfg.valid_share,
+        "test": cfg.test_share,
+    }
     for name, mask in zip(SPLITS, masks, strict=True):
         rows = int(mask.sum())
         need = _split_minimum(shares[name], cfg)
@@ -173,7 +179,9 @@ def check_training_data(y: Any, times: Any, cfg: ModelConfig) -> None:
             )
 
 
-def time_split(times: Any, valid_share: float, test_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def time_split(
+    times: Any, valid_share: float, test_share: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boolean masks (train, valid, test) in the original row order, by time order, no shuffling.
 
     With ``n`` offers sorted by time, validation starts at the timestamp of sorted position
@@ -184,7 +192,9 @@ def time_split(times: Any, valid_share: float, test_share: float) -> tuple[np.nd
     datetimes; missing times are an error.
     """
     if not (0 < valid_share < 1 and 0 < test_share < 1 and valid_share + test_share < 1):
-        raise ValueError(f"valid_share and test_share must be in (0, 1) with a sum < 1, got {valid_share}, {test_share}")
+        raise ValueError(
+            f"valid_share and test_share must be in (0, 1) with a sum < 1, got {valid_share}, {test_share}"
+        )
     t = pd.Series(times).reset_index(drop=True)
     n = len(t)
     if n == 0:
@@ -193,8 +203,8 @@ def time_split(times: Any, valid_share: float, test_share: float) -> tuple[np.nd
     if t.isna().any():
         raise ValueError("time_split: missing timestamps")
     s = t.sort_values(kind="mergesort").reset_index(drop=True)
-    b1 = min(int(math.floor(n * (1.0 - valid_share - test_share))), n - 1)
-    b2 = min(int(math.floor(n * (1.0 - test_share))), n - 1)
+    b1 = min(math.floor(n * (1.0 - valid_share - test_share)), n - 1)
+    b2 = min(math.floor(n * (1.0 - test_share)), n - 1)
     t1 = s.iloc[b1]
     t2 = s.iloc[b2]
     if not t2 > t1:
@@ -326,7 +336,9 @@ class IsotonicCalibrator:
         if len(x) == 0 or len(x) != len(y):
             raise ValueError("IsotonicCalibrator needs as many knots x as values y (at least one)")
         if np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
-            raise ValueError("IsotonicCalibrator knots must be strictly increasing in x and non-decreasing in y")
+            raise ValueError(
+                "IsotonicCalibrator knots must be strictly increasing in x and non-decreasing in y"
+            )
 
     @classmethod
     def fit(cls, p: Any, y: Any) -> IsotonicCalibrator:
@@ -479,7 +491,9 @@ class AcceptanceModel:
 
     def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame with columns {self.feature_names[:5]}..., got {type(X).__name__}")
+            raise TypeError(
+                f"X must be a pandas DataFrame with columns {self.feature_names[:5]}..., got {type(X).__name__}"
+            )
         missing = [c for c in self.feature_names if c not in X.columns]
         if missing:
             raise KeyError(f"X lacks {len(missing)} model feature(s): {missing[:10]}")
@@ -531,7 +545,9 @@ class AcceptanceModel:
         }
 
     @classmethod
-    def from_dict(cls, classifier: lightgbm.LGBMClassifier | lightgbm.Booster, d: Mapping[str, Any]) -> AcceptanceModel:
+    def from_dict(
+        cls, classifier: lightgbm.LGBMClassifier | lightgbm.Booster, d: Mapping[str, Any]
+    ) -> AcceptanceModel:
         return cls(
             classifier=classifier,
             calibrator=cls.calibrator_from_dict(d.get("calibrator")),
@@ -540,7 +556,8 @@ class AcceptanceModel:
             price_features={k: int(v) for k, v in d["price_features"].items()},
             best_iteration=int(d["best_iteration"]),
             price_feature_ranges={
-                k: {q: float(x) for q, x in v.items()} for k, v in (d.get("price_feature_ranges") or {}).items()
+                k: {q: float(x) for q, x in v.items()}
+                for k, v in (d.get("price_feature_ranges") or {}).items()
             },
         )
 
@@ -571,7 +588,11 @@ class TrainResult:
 
     def reliability(self, split: str = "test", stage: str = "after") -> pd.DataFrame:
         t = self.calibration
-        return t[(t["split"] == split) & (t["stage"] == stage)].drop(columns=["split", "stage"]).reset_index(drop=True)
+        return (
+            t[(t["split"] == split) & (t["stage"] == stage)]
+            .drop(columns=["split", "stage"])
+            .reset_index(drop=True)
+        )
 
 
 def _check_matrix(
@@ -586,12 +607,27 @@ def _check_matrix(
     bad: list[str] = []
     for c in X.columns:
         dt = X[c].dtype
-        if isinstance(dt, pd.CategoricalDtype) or (str(c) in categorical_codes and pd.api.types.is_numeric_dtype(dt)):
+        if isinstance(dt, pd.CategoricalDtype) or (
+            str(c) in categorical_codes and pd.api.types.is_numeric_dtype(dt)
+        ):
             categorical.append(str(c))
         elif not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt)):
             bad.append(f"{c} ({dt})")
     if bad:
         raise TypeError(f"model features must be numeric or pandas 'category'; convert: {bad[:10]}")
+    unknown = [c for c in categorical_codes if c not in names]
+    if unknown:
+        raise ValueError(f"categorical columns not in X: {unknown}")
+    for c in categorical_codes:
+        if isinstance(X[c].dtype, pd.CategoricalDtype):
+            continue
+        v = X[c].to_numpy(dtype="float64", na_value=np.nan)
+        v = v[~np.isnan(v)]
+        if len(v) and (v.min() < 0 or not np.array_equal(v, np.floor(v)) or v.max() > 2**31 - 1):
+            raise ValueError(
+                f"categorical column {c!r} must hold non-negative integer codes (NaN for missing / unseen), "
+                f"found values in [{v.min()}, {v.max()}]"
+            )
     present = {k: int(v) for k, v in price_features.items() if k in names}
     if not present:
         raise ValueError(
@@ -636,7 +672,10 @@ def train_model(
 
     ``X``: model matrix (numeric and 'category' columns), ``y``: 0/1 accepted, ``times``: offer time
     per row (aligned with X by position), ``price_features``: price-derived feature -> direction of
-    acceptance as it grows (entries not in X are ignored; at least one must be present).
+    acceptance as it grows (entries not in X are ignored; at least one must be present),
+    ``categorical``: numeric columns holding category codes (non-negative integers, NaN = missing /
+    unseen) that LightGBM should split as categories; pandas 'category' columns are categorical anyway.
+    The model file records the categorical splits, so prediction needs no declaration.
     Raises :class:`TrainingDataError` when the offers cannot support a model.
     """
     if len(X) != len(y):
@@ -778,4 +817,6 @@ def check_monotone(
     curves = p.reshape(m, n).T
     rises = np.diff(curves, axis=1) if m > 1 else np.zeros((n, 1))
     worst = int(np.unravel_index(np.argmax(rises), rises.shape)[0]) if rises.size else 0
-    return MonotoneReport(prices=prices, curves=curves, max_rise=float(rises.max(initial=-np.inf)), worst_row=worst)
+    return MonotoneReport(
+        prices=prices, curves=curves, max_rise=float(rises.max(initial=-np.inf)), worst_row=worst
+    )

@@ -119,7 +119,9 @@ def feature_importance_plot(df: pd.DataFrame, path: str | Path | None = None, to
     d = df.sort_values("gain", ascending=False, kind="mergesort").head(top).iloc[::-1]
     total = float(df["gain"].sum()) or 1.0
     has_split = "split" in d.columns
-    fig, axes = _new_figure(9.0 if has_split else 6.5, 0.6 + 0.28 * max(len(d), 1), ncols=2 if has_split else 1, sharey=True)
+    fig, axes = _new_figure(
+        9.0 if has_split else 6.5, 0.6 + 0.28 * max(len(d), 1), ncols=2 if has_split else 1, sharey=True
+    )
     ax = axes[0] if has_split else axes
     y = np.arange(len(d))
     ax.barh(y, d["gain"].to_numpy(dtype=float) / total, color="tab:blue")
