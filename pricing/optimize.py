@@ -159,6 +159,23 @@ def _incidence(items: Any, B: int) -> sparse.csr_matrix:
     return m
 
 
+def _normalise_shared(problem: Any, S: int, B: int) -> None:
+    """Shared-rule inputs of a segment or customer problem in canonical form (in place): bundle-product
+    incidence as CSR, inventory ``[P]``, product ids, current price broadcast to ``[S, B]``."""
+    if problem.bundle_items is None:
+        problem.bundle_items = sparse.csr_matrix((B, 0))
+    problem.bundle_items = _incidence(problem.bundle_items, B)
+    P = problem.bundle_items.shape[1]
+    if problem.inventory is not None:
+        problem.inventory = np.asarray(problem.inventory, dtype=np.float64).reshape(P)
+    problem.product_ids = (
+        [str(p) for p in problem.product_ids] if problem.product_ids is not None else [f"product#{j}" for j in range(P)]
+    )
+    if problem.current_price is not None:
+        cur = np.asarray(problem.current_price, dtype=np.float64)
+        problem.current_price = np.broadcast_to(cur if cur.ndim == 2 else cur[None], (S, B))
+
+
 @dataclass
 class SegmentProblem:
     """One price per (segment, bundle).
@@ -210,18 +227,7 @@ class SegmentProblem:
             if a.shape != (S, B, L):
                 raise ValueError(f"{name} must have shape [S={S}, B={B}, L={L}], got {a.shape}")
             setattr(self, name, a)
-        if self.bundle_items is None:
-            self.bundle_items = sparse.csr_matrix((B, 0))
-        self.bundle_items = _incidence(self.bundle_items, B)
-        P = self.bundle_items.shape[1]
-        if self.inventory is not None:
-            self.inventory = np.asarray(self.inventory, dtype=np.float64).reshape(P)
-        self.product_ids = [str(p) for p in self.product_ids] if self.product_ids is not None else [
-            f"product#{j}" for j in range(P)
-        ]
-        if self.current_price is not None:
-            cur = np.asarray(self.current_price, dtype=np.float64)
-            self.current_price = np.broadcast_to(cur if cur.ndim == 2 else cur[None], (S, B))
+        _normalise_shared(self, S, B)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -1372,18 +1378,7 @@ class CustomerProblem:
         self.segment_price = np.asarray(self.segment_price, dtype=np.float64).reshape(S, B)
         self.list_sum = np.asarray(self.list_sum, dtype=np.float64).reshape(B)
         self.cost_sum = np.asarray(self.cost_sum, dtype=np.float64).reshape(B)
-        if self.bundle_items is None:
-            self.bundle_items = sparse.csr_matrix((B, 0))
-        self.bundle_items = _incidence(self.bundle_items, B)
-        P = self.bundle_items.shape[1]
-        if self.inventory is not None:
-            self.inventory = np.asarray(self.inventory, dtype=np.float64).reshape(P)
-        self.product_ids = [str(p) for p in self.product_ids] if self.product_ids is not None else [
-            f"product#{j}" for j in range(P)
-        ]
-        if self.current_price is not None:
-            cur = np.asarray(self.current_price, dtype=np.float64)
-            self.current_price = np.broadcast_to(cur if cur.ndim == 2 else cur[None], (S, B))
+        _normalise_shared(self, S, B)
 
     @property
     def shape(self) -> tuple[int, int, int]:
