@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--snapshot", type=Path, help="an ingest snapshot folder (typed Parquet tables)")
     ap.add_argument("--work", type=Path, default=Path("work/bench"))
+    ap.add_argument("--override", default=None, help='config overrides as JSON, e.g. \'{"model": {"learning_rate": 0.1}}\'')
     args = ap.parse_args()
 
     from pricing.config import load_config
@@ -33,7 +34,9 @@ def main() -> None:
     from pricing.model import train_model
     from pricing.training import build_training_data
 
-    config = load_config()
+    import json
+
+    config = load_config(overrides=json.loads(args.override) if args.override else None)
     rec = Recorder()
     snapshot = args.snapshot or latest_snapshot(args.work / f"ingest-{args.size}")
     with rec.stage("load typed tables") as st:
@@ -57,7 +60,7 @@ def main() -> None:
         st.extra.update({k: round(float(m[k]), 4) for k in ("test_auc", "test_log_loss", "test_ece", "best_iteration")})
     print()
     print(rec.table())
-    rec.save(Path(__file__).parent / "out" / f"train-{args.size}.json", size=args.size)
+    rec.save(Path(__file__).parent / "out" / f"train-{args.size}.json", size=args.size, override=args.override)
 
 
 if __name__ == "__main__":
