@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "defaults" / "config.yaml"
 
@@ -188,6 +188,74 @@ class PriceBookConfig(_Section):
     seed: int = 7
 
 
+class ExperimentConfig(_Section):
+    """Randomized groups of every published price book (pricing/experiment.py).
+
+    Each customer falls in one group by a hash of (seed, customer_id), so the assignment is stable
+    across runs: ``control`` sees the control prices (to measure the lift of the book), ``exploration``
+    a random allowed ladder price (so price response stays learnable), ``treatment`` the book's prices.
+    """
+
+    control_share: float = Field(0.1, ge=0, lt=1, description="share of customers in the control group")
+    exploration_share: float = Field(
+        0.05, ge=0, lt=1, description="share of customers shown a random allowed ladder price"
+    )
+    control_policy: Literal["list", "previous"] = Field(
+        "list", description="control price: the list price, or the previous price book's price of the bundle"
+    )
+    seed: int = Field(7, description="hash seed of the group assignment (change it to re-draw the groups)")
+
+    @model_validator(mode="after")
+    def _shares_leave_a_treatment_group(self) -> ExperimentConfig:
+        if self.control_share + self.exploration_share >= 1:
+            raise ValueError(
+                f"experiment.control_share ({self.control_share}) + exploration_share "
+                f"({self.exploration_share}) must be below 1: no customer would see the price book"
+            )
+        return self
+
+
+class FeedbackConfig(_Section):
+    """Feedback on a played price book and the retraining trigger (pricing/feedback.py, docs/feedback.md).
+
+    A check fires only when the deviation is both material (beyond its threshold) and clear of sampling
+    noise (beyond ``significance_z`` standard errors), so a stable market stays quiet.
+    """
+
+    min_offers: int = Field(500, ge=1, description="fewer realized offers: the statistical checks give no verdict")
+    min_offers_per_cell: int = Field(
+        100, ge=1, description="segments / bundles / groups with fewer offers are reported but not judged"
+    )
+    significance_z: float = Field(
+        3.0, gt=0, description="a deviation must also lie this many standard errors from zero to fire"
+    )
+    max_calibration_gap: float = Field(
+        0.03, gt=0, description="|realized - predicted conversion| (overall or in a segment) that fires"
+    )
+    psi_bins: int = Field(10, ge=2, description="reference-quantile bins of the population stability index")
+    max_psi: float = Field(0.25, gt=0, description="a feature whose PSI exceeds this has drifted (fires)")
+    drift_exclude: tuple[str, ...] = Field(
+        ("price", "discount_pct", "price_to_competitor", "price_to_cost", "dow", "month", "hour",
+         "season_*", "days_to_*"),
+        description="features left out of drift (glob patterns): our own prices and the calendar move by design",
+    )
+    top_drifting: int = Field(10, ge=1, description="drifting features listed in the report")
+    reference_offers: int = Field(
+        20_000, ge=100, description="latest offers of the snapshot before the period: the reference window"
+    )
+    max_auc_drop: float = Field(
+        0.05, gt=0, description="AUC shortfall vs the model's own expectation, beyond the reference window's"
+    )
+    max_log_loss_increase: float = Field(
+        0.02, gt=0, description="log-loss excess over the model's own expectation, beyond the reference window's"
+    )
+    max_model_age_days: float = Field(
+        35.0, gt=0, description="days from the end of the model's training data to the end of the period"
+    )
+    ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of the lift intervals")
+    calibration_bins: int = Field(10, ge=2, description="quantile bins of the reliability table")
+
+
 class Config(_Section):
     paths: PathsConfig = PathsConfig()
     ingest: IngestConfig = IngestConfig()
@@ -198,6 +266,8 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
     pricebook: PriceBookConfig = PriceBookConfig()
     optimize: OptimizeConfig = OptimizeConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
     def fingerprint(self) -> str:
         """A short, stable hash of the effective configuration (lineage, caching)."""
