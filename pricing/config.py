@@ -256,6 +256,52 @@ class FeedbackConfig(_Section):
     calibration_bins: int = Field(10, ge=2, description="quantile bins of the reliability table")
 
 
+class PromotionConfig(_Section):
+    """Promotion review: challenger vs champion on the same recent holdout (pricing/promotion.py).
+
+    A challenger worse in log loss, calibration or expected profit (beyond the tolerances) is rejected
+    automatically; a better one waits for a human decision, unless ``auto_approve`` is on and its
+    profit gain is clear (the lower confidence bound of the gain reaches ``auto_approve_gain``).
+    """
+
+    holdout_offers: int = Field(
+        20_000, ge=100, description="latest offers of the snapshot both models are scored on (at most model.test_share of them)"
+    )
+    profit_requests: int = Field(
+        2_000, ge=50, description="holdout offers (customer, bundle, time) sampled to value each model's price choices"
+    )
+    max_log_loss_increase: float = Field(
+        0.003, ge=0, description="reject when the challenger's holdout log loss is worse by more than this"
+    )
+    max_ece_increase: float = Field(
+        0.02, ge=0, description="reject when the challenger's calibration error (ECE) is worse by more than this"
+    )
+    max_profit_drop: float = Field(
+        0.0, ge=0, lt=1, description="reject when the challenger's expected profit is lower by more than this share"
+    )
+    auto_approve: bool = Field(
+        False, description="approve without a human when the gain is clear (e.g. scheduled runs); else wait"
+    )
+    auto_approve_gain: float = Field(
+        0.01, ge=0, description="clear gain: lower confidence bound of the relative profit gain >= this, log loss not worse"
+    )
+    confidence_z: float = Field(1.645, gt=0, description="z of the one-sided bound on the profit gain (1.645: 95%)")
+    approval_timeout_s: int = Field(
+        86_400, ge=1, description="seconds a review waits for a decision in the Prefect UI; then nothing changes"
+    )
+    approval_poll_s: int = Field(10, ge=1, description="seconds between checks of a paused review for the decision")
+    seed: int = 7
+
+
+class ServeConfig(_Section):
+    """Schedules of the deployments served by ``bundle-pricing serve`` (cron strings in ``timezone``)."""
+
+    train_cron: str = Field("0 3 * * 1", description="retraining: weekly, Mondays 03:00")
+    feedback_cron: str = Field("0 4 * * *", description="feedback on the played price book: daily 04:00")
+    price_cron: str = Field("0 5 * * *", description="re-pricing: daily 05:00, after the feedback")
+    timezone: str = Field("UTC", description="IANA time zone of the cron schedules")
+
+
 class Config(_Section):
     paths: PathsConfig = PathsConfig()
     ingest: IngestConfig = IngestConfig()
@@ -268,6 +314,8 @@ class Config(_Section):
     optimize: OptimizeConfig = OptimizeConfig()
     experiment: ExperimentConfig = ExperimentConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    serve: ServeConfig = ServeConfig()
 
     def fingerprint(self) -> str:
         """A short, stable hash of the effective configuration (lineage, caching)."""
