@@ -101,6 +101,7 @@ __all__ = [
     "load_market",
     "personalization_gain",
     "play_forward",
+    "play_price_book",
     "sample_traffic",
     "save_market",
     "shift_market",
@@ -1147,3 +1148,108 @@ def simulate(out_dir: str | Path, size: str | MarketSize = "default", seed: int 
     say("saving the ground truth")
     paths[TRUTH_DIR] = save_market(market, out / TRUTH_DIR)
     return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# a price book played forward (feedback loop)
+# --------------------------------------------------------------------------------------------------
+def _window_market(market: Market, first_day: int, days: int, scale: float) -> Market:
+    """``market`` seen through the window ``[first_day, first_day + days)`` as if it were the history.
+
+    Day 0 becomes ``first_day``, signups and competitor paths move with it, and the number of regular
+    orders and events is the history's rate times ``days`` (x ``scale``); used to draw the period's
+    own behaviour (events, regular orders) with the history's generators.
+    """
+    size = replace(
+        market.size,
+        n_days=int(days),
+        n_orders=max(int(round(market.size.n_orders * days / market.size.n_days * scale)), 1),
+        n_events=max(int(round(market.size.n_events * days / market.size.n_days * scale)), 1),
+        future_days=max(market.n_days_total - first_day - int(days), 0),
+    )
+    start = market.start_date + pd.Timedelta(days=first_day)
+    return replace(
+        market,
+        size=size,
+        start_date=start,
+        end_date=start + pd.Timedelta(days=int(days) - 1),
+        signup_day=(market.signup_day - first_day).astype(np.int32),
+        competitor_price=market.competitor_price[:, :, first_day:],
+    )
+
+
+def play_price_book(
+    market: Market,
+    book: Any,
+    start: pd.Timestamp | str,
+    days: int,
+    n_offers: int | None = None,
+    seed: int = 0,
+    previous: Any = None,
+    optimize: Any = None,
+    with_behaviour: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Play a published price book (with its experiment groups) forward for ``days`` from ``start``.
+
+    The period's traffic comes from :func:`sample_traffic` (``n_offers``; default: the history's offer
+    rate times ``days``), every shown offer gets the price its customer's group gets
+    (:func:`pricing.experiment.offer_prices`: treatment the book's price, control the control price,
+    exploration a random allowed ladder price) and the truth decides acceptance (:func:`play_forward`).
+
+    Returns contract tables of the period: ``offers`` (offer_id, offer_time, customer_id, bundle_id,
+    offered_price, accepted), ``orders`` (one order per accepted offer plus, with ``with_behaviour``,
+    the period's regular orders) and, with ``with_behaviour``, ``events`` and ``competitor_prices``;
+    plus ``truth``: per offer its ``group`` and ``true_prob`` (never part of the shop's data).
+    Deterministic for ``seed``. ``optimize`` (an :class:`pricing.config.OptimizeConfig`, default the
+    shipped one) gives the rules of the exploration prices.
+    """
+    from pricing.config import OptimizeConfig
+    from pricing.experiment import offer_prices
+
+    day0 = pd.Timestamp(start)
+    if day0.tzinfo is not None:
+        day0 = day0.tz_convert("UTC").tz_localize(None)
+    day0 = day0.normalize()
+    first = int(_day_offsets(market, day0))
+    if first < 0 or first + int(days) > market.n_days_total:
+        raise ValueError(
+            f"the period {day0.date()} + {days} days lies outside the simulated calendar "
+            f"({market.start_date.date()} .. {market.n_days_total} days)"
+        )
+    if n_offers is None:
+        n_offers = max(int(round(market.size.n_offers * days / market.size.n_days)), 1)
+    traffic = sample_traffic(market, day0, int(days), int(n_offers), seed)
+    price, group = offer_prices(
+        book, previous, traffic["customer_id"].to_numpy(), traffic["bundle_id"].to_numpy(),
+        optimize or OptimizeConfig(), seed=seed,
+    )
+    shown = traffic.assign(offered_price=price)
+    shown.insert(0, "offer_id", _str_col(np.array([f"F{seed}-{i:08d}" for i in range(1, len(shown) + 1)])))
+    played = play_forward(market, shown, seed)
+    offers = played["offers"]
+    truth = pd.DataFrame({"offer_id": offers["offer_id"], "group": group, "true_prob": offers["true_prob"]})
+    out: dict[str, pd.DataFrame] = {
+        "offers": offers[TABLES["offers"].column_names].reset_index(drop=True),
+        "truth": truth,
+    }
+    orders = played["orders"]
+    if with_behaviour:
+        window = _window_market(market, first, int(days), 1.0)
+        behaviour_seed = int(seed) * 1000 + first  # not the history's streams
+        key, cust, secs, prod, qty, unit = _regular_orders(window, behaviour_seed)
+        _, first_pos, oid = np.unique(key, return_index=True, return_inverse=True)
+        ids = np.array([f"F{seed}-G{i:08d}" for i in range(1, len(first_pos) + 1)])
+        regular = pd.DataFrame({
+            "order_id": _str_col(ids, oid),
+            "order_time": _utc(secs),
+            "customer_id": _str_col(market.customer_ids, cust),
+            "product_id": _str_col(market.product_ids, prod),
+            "quantity": qty.astype(np.int64),
+            "unit_price": unit.astype(float),
+            "bundle_id": _str_col(market.bundle_ids, np.zeros(len(key), np.int64), valid=np.zeros(len(key), bool)),
+        })
+        orders = pd.concat([regular, orders], ignore_index=True).sort_values("order_time", kind="stable")
+        out["events"] = _events(window, behaviour_seed).reset_index(drop=True)
+        out["competitor_prices"] = _competitor_table(window).reset_index(drop=True)
+    out["orders"] = orders[TABLES["orders"].column_names].reset_index(drop=True)
+    return out
