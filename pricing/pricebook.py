@@ -170,9 +170,15 @@ def build_price_book(
     config: Config,
     current: PriceBook | None = None,
     progress: Callable[[str], None] | None = None,
+    scorer: Callable[..., np.ndarray] | None = None,
 ) -> PriceBook:
-    """Segment and personal prices from the model (see the module docstring)."""
+    """Segment and personal prices from the model (see the module docstring).
+
+    ``scorer``: replaces :func:`pricing.scoring.score_prices` (same signature ``(model, builder, ctx,
+    prices) -> acceptance``), e.g. to fan the scoring out over a Dask cluster; results must be equal.
+    """
     say = progress or (lambda _m: None)
+    score = scorer or score_prices
     pb = config.pricebook
     opt = config.optimize
     rng = np.random.default_rng(pb.seed)
@@ -219,7 +225,7 @@ def build_price_book(
         req = requests_for(cust, cat.bundle_ids, at)
         ctx = context_features(builder, tables, req)
         prices = np.tile(ladder.prices, (len(cust), 1))
-        p = score_prices(model, builder, ctx, prices).reshape(len(cust), B, L)
+        p = score(model, builder, ctx, prices).reshape(len(cust), B, L)
         with warnings.catch_warnings():  # padded ladder rungs are NaN for every customer
             warnings.simplefilter("ignore", RuntimeWarning)
             acc_mean[s] = np.nanmean(p, axis=0)
@@ -292,7 +298,7 @@ def build_price_book(
         r_idx = rungs[np.repeat(seg_index, K), candidates.ravel()]  # [C*K, R]
         b_idx = candidates.ravel()
         prices = np.where(r_idx >= 0, ladder.prices[b_idx[:, None], np.maximum(r_idx, 0)], np.nan)
-        a = score_prices(model, builder, ctx, prices).astype(np.float32)
+        a = score(model, builder, ctx, prices).astype(np.float32)
         a = np.nan_to_num(a, nan=0.0).reshape(len(seg), K, R)
         e = (pb.interval_z * err_fn(a)).astype(np.float32)
         cproblem = CustomerProblem(
