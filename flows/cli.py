@@ -305,6 +305,127 @@ def contract() -> None:
     out.print(contract_markdown(), highlight=False)
 
 
+@app.command()
+def promote(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="raw tables to ingest; default: the latest validated snapshot")
+    ] = None,
+    snapshot: Annotated[Path | None, typer.Option("--snapshot", help="a validated snapshot (holdout source)")] = None,
+    challenger: Annotated[str | None, typer.Option(help="version to review (default: alias `challenger`)")] = None,
+    champion: Annotated[str | None, typer.Option(help="version to compare with (default: alias `champion`)")] = None,
+    auto_approve: Annotated[
+        bool | None,
+        typer.Option("--auto-approve/--no-auto-approve", help="approve a clear gain without a human (default: config)"),
+    ] = None,
+    wait: Annotated[
+        bool | None,
+        typer.Option("--wait/--no-wait", help="wait for approval in the Prefect UI (default: when PREFECT_API_URL is set; "
+                     "otherwise the terminal asks)"),
+    ] = None,
+) -> None:
+    """Promotion review: compare `challenger` with `champion`; a better one is promoted when approved."""
+    import os
+
+    configure_environment()
+    from flows.promote import promote_flow
+
+    in_ui = wait if wait is not None else bool(os.environ.get("PREFECT_API_URL"))
+    with _clear_errors("the review stopped; no alias changed"):
+        result = promote_flow(
+            config_path=str(config) if config else None,
+            snapshot_dir=str(snapshot) if snapshot else None,
+            data_dir=str(data) if data else None,
+            challenger_version=challenger,
+            champion_version=champion,
+            auto_approve=auto_approve,
+            wait_for_approval=in_ui,
+        )
+    print_promotion_summary(result)
+    if result["outcome"] != "needs_approval":
+        return
+    if not sys.stdin.isatty():
+        out.print("[yellow]not promoted[/]: a human decides. Run `bundle-pricing promote` in a terminal, or with "
+                  "PREFECT_API_URL set to approve in the Prefect UI.")
+        return
+    from pricing import promotion, tracking
+    from pricing.config import load_config
+
+    approve = typer.confirm(f"promote version {result['challenger_version']} to champion?", default=False)
+    comment = typer.prompt("comment", default="", show_default=False)
+    tracking.configure(load_config(str(config) if config else None))
+    name, reviewer = result["model_name"], promotion.current_reviewer()
+    with _clear_errors("no alias changed"):
+        if approve:
+            moved = promotion.promote(name, result["challenger_version"], reviewer, comment, result["metrics"],
+                                      result["review_run_id"], expected_champion=result["champion_version"])
+            out.print(f"[green]promoted[/]: champion is version {moved['champion']} "
+                      f"(previous-champion {moved['previous_champion']})")
+        else:
+            promotion.record_decision(name, result["challenger_version"], "rejected", reviewer, comment,
+                                      result["metrics"], result["review_run_id"], against=result["champion_version"])
+            out.print(f"not promoted; champion stays version {result['champion_version']}")
+
+
+def print_promotion_summary(result: dict) -> None:
+    if result["outcome"] == "nothing_to_review":
+        out.print(result["message"])
+        return
+    m = result.get("metrics") or {}
+    out.print(f"[bold]review[/] {result['model_name']} v{result['challenger_version']} (challenger) vs "
+              f"v{result['champion_version']} (champion): {result['verdict']}")
+    for reason in result.get("reasons") or []:
+        out.print(f"  - {escape(reason)}")
+    for key in ("log_loss", "auc", "ece"):
+        if f"champion_{key}" in m:
+            out.print(f"  {key:<9} champion {m[f'champion_{key}']:.4f}   challenger {m[f'challenger_{key}']:.4f}")
+    out.print(f"outcome: [bold]{result['outcome']}[/]; report in MLflow run {result.get('review_run_id')}")
+
+
+@app.command()
+def rollback(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+    comment: Annotated[str, typer.Option(help="why (recorded as a tag on both versions)")] = "",
+) -> None:
+    """Make `previous-champion` the champion again (undo the last promotion); tags both versions."""
+    from pricing import promotion, tracking
+    from pricing.config import load_config
+
+    cfg = load_config(str(config) if config else None)
+    tracking.configure(cfg)
+    name = cfg.model.registered_model_name
+    with _clear_errors("rollback stopped; no alias changed"):
+        moved = promotion.rollback(name, promotion.current_reviewer(), comment)
+    out.print(f"champion of {name} is version {moved['champion']} again; version {moved['previous_champion']} "
+              "is now previous-champion")
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config passed to every flow")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="the shop's raw tables (default: the latest validated snapshot)")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="price book folder (default: <work_dir>/prices)")] = None,
+    limit: Annotated[int | None, typer.Option(help="most flow runs at the same time")] = None,
+) -> None:
+    """Serve every flow as a deployment: pipeline (manual), train (weekly), price and feedback (daily), promote."""
+    import os
+
+    configure_environment()
+    from flows.deployments import build_deployments, serve_deployments
+
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print("[yellow]PREFECT_API_URL is not set[/]: serving against a temporary local API without a UI. "
+                      "Start `prefect server start` and export PREFECT_API_URL=http://127.0.0.1:4200/api first.")
+    deployments, notes = build_deployments(
+        str(config) if config else None, str(data) if data else None, str(out_dir) if out_dir else None
+    )
+    for note in notes:
+        console.print(f"[yellow]{escape(note)}[/]")
+    serve_deployments(deployments, limit=limit)
+
+
 def main() -> None:
     try:
         app()

@@ -1153,18 +1153,30 @@ def simulate(out_dir: str | Path, size: str | MarketSize = "default", seed: int 
 # --------------------------------------------------------------------------------------------------
 # a price book played forward (feedback loop)
 # --------------------------------------------------------------------------------------------------
-def _window_market(market: Market, first_day: int, days: int, scale: float) -> Market:
+def _window_share(market: Market, first_day: int, days: int) -> float:
+    """Traffic of the window ``[first_day, first_day + days)`` relative to the whole history's traffic.
+
+    The history's generators spread a fixed number of rows over its days in proportion to the seasonal
+    traffic weight, so a window continuing at the same rates holds ``n_history * share`` rows.
+    """
+    hist = _traffic_weight(_day_dates(market, np.arange(market.n_days))).sum()
+    window = _traffic_weight(_day_dates(market, np.arange(first_day, first_day + int(days)))).sum()
+    return float(window / hist)
+
+
+def _window_market(market: Market, first_day: int, days: int) -> Market:
     """``market`` seen through the window ``[first_day, first_day + days)`` as if it were the history.
 
     Day 0 becomes ``first_day``, signups and competitor paths move with it, and the number of regular
-    orders and events is the history's rate times ``days`` (x ``scale``); used to draw the period's
+    orders and events continues the history's rates (:func:`_window_share`); used to draw the period's
     own behaviour (events, regular orders) with the history's generators.
     """
+    share = _window_share(market, first_day, days)
     size = replace(
         market.size,
         n_days=int(days),
-        n_orders=max(int(round(market.size.n_orders * days / market.size.n_days * scale)), 1),
-        n_events=max(int(round(market.size.n_events * days / market.size.n_days * scale)), 1),
+        n_orders=max(int(round(market.size.n_orders * share)), 1),
+        n_events=max(int(round(market.size.n_events * share)), 1),
         future_days=max(market.n_days_total - first_day - int(days), 0),
     )
     start = market.start_date + pd.Timedelta(days=first_day)
@@ -1192,7 +1204,7 @@ def play_price_book(
     """Play a published price book (with its experiment groups) forward for ``days`` from ``start``.
 
     The period's traffic comes from :func:`sample_traffic` (``n_offers``; default: the history's offer
-    rate times ``days``), every shown offer gets the price its customer's group gets
+    rate continued over the period, with its seasonal traffic), every shown offer gets the price its customer's group gets
     (:func:`pricing.experiment.offer_prices`: treatment the book's price, control the control price,
     exploration a random allowed ladder price) and the truth decides acceptance (:func:`play_forward`).
 
@@ -1217,7 +1229,7 @@ def play_price_book(
             f"({market.start_date.date()} .. {market.n_days_total} days)"
         )
     if n_offers is None:
-        n_offers = max(int(round(market.size.n_offers * days / market.size.n_days)), 1)
+        n_offers = max(int(round(market.size.n_offers * _window_share(market, first, int(days)))), 1)
     traffic = sample_traffic(market, day0, int(days), int(n_offers), seed)
     price, group = offer_prices(
         book, previous, traffic["customer_id"].to_numpy(), traffic["bundle_id"].to_numpy(),
@@ -1234,7 +1246,7 @@ def play_price_book(
     }
     orders = played["orders"]
     if with_behaviour:
-        window = _window_market(market, first, int(days), 1.0)
+        window = _window_market(market, first, int(days))
         behaviour_seed = int(seed) * 1000 + first  # not the history's streams
         key, cust, secs, prod, qty, unit = _regular_orders(window, behaviour_seed)
         _, first_pos, oid = np.unique(key, return_index=True, return_inverse=True)
