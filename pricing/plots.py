@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["demand_curves_plot", "feature_importance_plot", "reliability_plot"]
+__all__ = ["demand_curves_plot", "feature_importance_plot", "promotion_review_plot", "reliability_plot"]
 
 _DPI = 110
 
@@ -133,4 +133,54 @@ def feature_importance_plot(df: pd.DataFrame, path: str | Path | None = None, to
         axes[1].barh(y, d["split"].to_numpy(dtype=float), color="tab:grey")
         axes[1].set_xlabel("splits")
         axes[1].grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def promotion_review_plot(
+    calibration: dict[str, pd.DataFrame],
+    price_rel: dict[str, np.ndarray],
+    path: str | Path | None = None,
+    title: str = "Promotion review",
+) -> Figure:
+    """Left: reliability of each model on the holdout (observed vs mean predicted per bin; marker area
+    grows with the bin's count). Right: distribution of the price each policy chose (price / list).
+
+    ``calibration``: label -> table as from :func:`pricing.model.calibration_table`;
+    ``price_rel``: label -> chosen price / list price per request.
+    """
+    fig, (ax, ax_p) = _new_figure(11.0, 4.6, ncols=2)
+    colors = ("tab:grey", "tab:blue", "tab:green", "tab:orange")
+    hi = 0.0
+    for (label, tab), color in zip(calibration.items(), colors, strict=False):
+        if tab is None or len(tab) == 0:
+            continue
+        x = tab["mean_predicted"].to_numpy(dtype=float)
+        obs = tab["observed_rate"].to_numpy(dtype=float)
+        cnt = tab["count"].to_numpy(dtype=float)
+        ece = float(np.sum(cnt / cnt.sum() * np.abs(x - obs)))
+        ax.plot(x, obs, color=color, lw=1, alpha=0.7)
+        ax.scatter(x, obs, s=20 + 180 * cnt / max(cnt.max(), 1), color=color, alpha=0.8, label=f"{label} (ECE {ece:.3f})")
+        hi = max(hi, float(np.nanmax(x)), float(np.nanmax(obs)))
+    hi = min(1.0, hi * 1.05 + 0.01) if hi > 0 else 1.0
+    ax.plot([0, hi], [0, hi], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    ax.set_xlabel("mean predicted acceptance")
+    ax.set_ylabel("observed acceptance rate")
+    ax.set_title(f"{title}: reliability on the holdout")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    values = [np.asarray(v, dtype=float) for v in price_rel.values() if len(v)]
+    if values:
+        lo = min(float(np.nanmin(v)) for v in values)
+        top = max(float(np.nanmax(v)) for v in values)
+        bins = np.linspace(lo, top if top > lo else lo + 1e-3, 26)
+        for (label, v), color in zip(price_rel.items(), colors, strict=False):
+            ax_p.hist(np.asarray(v, dtype=float), bins=bins, histtype="step", lw=1.5, color=color,
+                      label=f"{label} (mean {np.nanmean(v):.3f})")
+    ax_p.set_xlabel("chosen price / list price")
+    ax_p.set_ylabel("requests")
+    ax_p.set_title("Prices each policy chose")
+    ax_p.legend(fontsize=8)
+    ax_p.grid(alpha=0.3)
     return _save(fig, path)
