@@ -302,6 +302,37 @@ class ServeConfig(_Section):
     timezone: str = Field("UTC", description="IANA time zone of the cron schedules")
 
 
+class ScaleoutConfig(_Section):
+    """Scale-out on Dask (docs/scaleout.md): ladder scoring fanned out as Prefect tasks on a Dask
+    cluster (prefect-dask), and optionally LightGBM's Dask interface for training.
+
+    The segment MILP (CVXPY + HiGHS) and the Lagrangian personal-price solver stay in one process.
+    """
+
+    engine: Literal["local", "dask"] = Field(
+        "local", description="local: everything in the flow's process; dask: score the price ladders on a Dask cluster"
+    )
+    scheduler_address: str | None = Field(
+        None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; None with engine dask: start a LocalCluster"
+    )
+    n_workers: int = Field(2, ge=1, description="worker processes of the LocalCluster (unused with a scheduler_address)")
+    threads_per_worker: int = Field(1, ge=1, description="threads per LocalCluster worker")
+    score_chunk_rows: int = Field(
+        100_000, ge=1, description="(customer, bundle) context rows per scoring task on the cluster"
+    )
+    train_on_dask: bool = Field(
+        False,
+        description="train with lightgbm.DaskLGBMClassifier (needs engine dask); all model.n_estimators rounds, "
+        "the early-stopping rule is applied afterwards on the validation curve",
+    )
+
+    @model_validator(mode="after")
+    def _dask_training_needs_the_dask_engine(self) -> ScaleoutConfig:
+        if self.train_on_dask and self.engine != "dask":
+            raise ValueError("scaleout.train_on_dask needs scaleout.engine: dask (and a scheduler_address or a LocalCluster)")
+        return self
+
+
 class Config(_Section):
     paths: PathsConfig = PathsConfig()
     ingest: IngestConfig = IngestConfig()
@@ -316,6 +347,7 @@ class Config(_Section):
     feedback: FeedbackConfig = FeedbackConfig()
     promotion: PromotionConfig = PromotionConfig()
     serve: ServeConfig = ServeConfig()
+    scaleout: ScaleoutConfig = ScaleoutConfig()
 
     def fingerprint(self) -> str:
         """A short, stable hash of the effective configuration (lineage, caching)."""
