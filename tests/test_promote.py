@@ -204,6 +204,17 @@ def test_no_answer_within_the_timeout_changes_nothing(registry):
     assert promotion.version_tags(NAME, registry["good"])["promotion.decision"].startswith("no decision")
 
 
+def test_cli_promote_without_a_terminal_leaves_the_decision_open(registry):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    _set(champion=registry["weak"], challenger=registry["good"])
+    res = CliRunner().invoke(app, ["promote", "--config", registry["config"], "--no-auto-approve", "--no-wait"])
+    assert res.exit_code == 0, res.output
+    assert "needs_approval" in res.output and "not promoted" in res.output
+    assert alias_map(NAME)[CHAMPION] == registry["weak"]
+
 def test_rollback_without_a_previous_champion_is_a_clear_error(registry):
     _set(champion=registry["weak"], challenger=registry["good"])
     with pytest.raises(PromotionError, match="no 'previous-champion'"):

@@ -1,0 +1,88 @@
+"""Promotion decision rules, the holdout and the model-blend yardstick (pure functions, no Prefect, no MLflow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from pricing.config import PromotionConfig
+from pricing.promotion import ProfitComparison, decide, fit_blend, holdout_offers
+
+
+def _metrics(d_log_loss: float, d_ece: float = 0.0) -> pd.DataFrame:
+    base = {"log_loss": 0.35, "auc": 0.8, "brier": 0.11, "ece": 0.01, "mean_predicted": 0.15}
+    rows = []
+    for k, v in base.items():
+        delta = {"log_loss": d_log_loss, "ece": d_ece}.get(k, 0.0)
+        rows.append({"metric": k, "champion": v, "challenger": v + delta, "difference": delta})
+    return pd.DataFrame(rows)
+
+
+def _profit(champion: float, diff: float, se: float) -> ProfitComparison:
+    return ProfitComparison(
+        yardstick="truth", yardstick_note="", n_requests=1000,
+        profit_per_offer={"champion": champion, "challenger": champion + diff},
+        diff_mean=diff, diff_se=se, table=pd.DataFrame(), cross=pd.DataFrame(), price_rel={},
+    )
+
+
+CFG = PromotionConfig()
+
+
+def test_worse_log_loss_is_rejected_whatever_the_profit():
+    d = decide(_metrics(CFG.max_log_loss_increase + 0.001), _profit(3.0, 0.5, 0.01), CFG, auto_approve=True)
+    assert d.verdict == "reject" and "log loss" in d.reasons[0]
+
+
+def test_lower_profit_is_rejected_even_with_better_predictions():
+    d = decide(_metrics(-0.01), _profit(3.0, -0.01, 0.001), CFG, auto_approve=True)
+    assert d.verdict == "reject" and "expected profit is lower" in d.reasons[0]
+
+
+def test_worse_calibration_is_rejected():
+    d = decide(_metrics(0.0, d_ece=CFG.max_ece_increase + 0.01), _profit(3.0, 0.1, 0.01), CFG, auto_approve=True)
+    assert d.verdict == "reject" and "ECE" in d.reasons[0]
+
+
+def test_profit_drop_within_tolerance_is_not_rejected():
+    cfg = CFG.model_copy(update={"max_profit_drop": 0.01})
+    d = decide(_metrics(0.0), _profit(3.0, -0.02, 0.01), cfg, auto_approve=True)
+    assert d.verdict == "needs_approval"
+
+
+def test_clear_gain_is_approved_automatically_only_when_enabled():
+    clear = _profit(3.0, 0.3, 0.01)  # +10 %, lower bound far above auto_approve_gain
+    assert decide(_metrics(-0.01), clear, CFG, auto_approve=True).verdict == "auto_approve"
+    off = decide(_metrics(-0.01), clear, CFG, auto_approve=False)
+    assert off.verdict == "needs_approval" and "auto-approval is off" in off.reasons[1]
+
+
+def test_uncertain_gain_or_slightly_worse_log_loss_needs_a_human():
+    noisy = _profit(3.0, 0.06, 0.05)  # +2 %, but the lower bound is below zero
+    assert decide(_metrics(-0.01), noisy, CFG, auto_approve=True).verdict == "needs_approval"
+    within_tolerance = _metrics(CFG.max_log_loss_increase / 2)
+    assert decide(within_tolerance, _profit(3.0, 0.3, 0.01), CFG, auto_approve=True).verdict == "needs_approval"
+
+
+def test_holdout_is_the_latest_offers_within_the_test_share():
+    t = pd.date_range("2026-01-01", periods=1000, freq="h", tz="UTC")
+    offers = pd.DataFrame({"offer_id": np.arange(1000), "offer_time": t[::-1]})
+    h = holdout_offers(offers, n=500, test_share=0.15)
+    assert len(h) == 150 and h["offer_time"].min() == t[850]
+    assert len(holdout_offers(offers, n=100, test_share=0.15)) == 100
+    with pytest.raises(ValueError, match="no offers"):
+        holdout_offers(offers.iloc[:0], n=100, test_share=0.15)
+
+
+def test_blend_weights_follow_the_better_predictor():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    truth = rng.normal(-1.5, 1.0, n)
+    y = (rng.random(n) < expit(truth)).astype(float)
+    good = truth + rng.normal(0, 0.2, n)  # close to the truth
+    overconfident = 3.0 * rng.normal(-1.5, 1.0, n)  # unrelated and loud
+    a, b = fit_blend(y, np.column_stack([good, overconfident]))
+    assert b[0] > 0.8 and b[1] < 0.05, (a, b)
+    assert (b >= 0).all()
