@@ -32,7 +32,7 @@ from prefect.runtime import flow_run
 
 from pricing.config import load_config
 from pricing.ingest import latest_snapshot
-from pricing.promotion import AUTO_APPROVE, AUTOMATIC_REVIEWER, REJECT, PromotionError
+from pricing.promotion import AUTO_APPROVE, AUTOMATIC_REVIEWER, REJECT
 from pricing.training import truth_dir_of
 from tasks import promote as t
 from tasks import train as tt
@@ -99,13 +99,13 @@ def promote_flow(
     config = load_config(config_path)
     cfg = config.promotion
     name = config.model.registered_model_name
-    try:
-        champ, chal = t.resolve_pair(config, challenger_version, champion_version)
-    except PromotionError as exc:
-        print(str(exc))
-        create_markdown_artifact(f"# Nothing to review\n\n{exc}\n\nNo alias changed.", key=t.REVIEW_ARTIFACT,
+    pair = t.resolve_pair(config, challenger_version, champion_version)
+    if isinstance(pair, str):
+        print(pair)
+        create_markdown_artifact(f"# Nothing to review\n\n{pair}\n\nNo alias changed.", key=t.REVIEW_ARTIFACT,
                                  description="nothing to review")
-        return {"outcome": "nothing_to_review", "message": str(exc), "model_name": name}
+        return {"outcome": "nothing_to_review", "message": pair, "model_name": name}
+    champ, chal = pair
 
     if snapshot_dir is None:
         if data_dir is not None:

@@ -22,13 +22,28 @@ DECISION_ARTIFACT = "promotion-decision"
 PLOT_FILE = "promotion_review.png"
 
 
+def no_retry_on_promotion_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transient registry failures, never a refused alias move: it would be refused again."""
+    try:
+        state.result()
+    except pr.PromotionError:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
+
+
 @task(name="resolve-review-pair", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
-def resolve_pair(config: Config, challenger_version: str | None, champion_version: str | None) -> tuple[str, str]:
-    """(champion, challenger) versions; :class:`pricing.promotion.PromotionError` when there is nothing to review."""
+def resolve_pair(config: Config, challenger_version: str | None, champion_version: str | None) -> tuple[str, str] | str:
+    """(champion, challenger) versions, or the reason there is nothing to review (a message)."""
     from pricing import tracking
 
     tracking.configure(config)
-    return pr.review_pair(config.model.registered_model_name, challenger_version, champion_version)
+    try:
+        return pr.review_pair(config.model.registered_model_name, challenger_version, champion_version)
+    except pr.PromotionError as exc:
+        run_logger().warning("%s", exc)
+        return str(exc)
 
 
 @task(name="load-contender", task_run_name="load-{role}-v{version}", cache_policy=NO_CACHE, retries=2,
@@ -104,7 +119,8 @@ def publish_review(rev: pr.PromotionReview, config: Config, flow_run_id: str | N
     return {"review_run_id": run_id, "markdown": markdown}
 
 
-@task(name="apply-decision", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=3)
+@task(name="apply-decision", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=3,
+      retry_condition_fn=no_retry_on_promotion_error)
 def apply_decision(
     config: Config,
     rev: pr.PromotionReview,

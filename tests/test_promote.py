@@ -262,6 +262,11 @@ def test_served_deployments_run_by_run_deployment(registry, tmp_path):
         fr = run_deployment("promote/bundle-pricing", parameters={"config_path": empty}, timeout=120,
                             as_subflow=False)
         assert fr.state is not None and fr.state.is_completed(), (fr.state, (tmp_path / "serve.log").read_text())
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        with get_client(sync_client=True) as client:
+            arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[fr.id])))
+        assert any(a.key == "promotion-review" and "Nothing to review" in str(a.data) for a in arts), arts
     finally:
         proc.terminate()
         try:
