@@ -239,6 +239,75 @@ def evaluate(
         t.add_row(r.policy, f"{r.expected_profit:,.0f}", f"{r.profit_per_offer:.3f}", f"{r.share_of_clairvoyant:.3f}")
     out.print(t)
 
+class ShiftKind(str, Enum):
+    none = "none"
+    competitor_cut = "competitor_cut"
+    taste_shift = "taste_shift"
+
+
+@app.command()
+def play(
+    data: Annotated[Path, typer.Option("--data", help="simulated data folder (with its _truth)")],
+    prices: Annotated[Path, typer.Option("--prices", help="the published price book to play")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the period's realized tables (CSV)")],
+    days: Annotated[int, typer.Option(help="length of the period")] = 7,
+    offers: Annotated[int | None, typer.Option(help="offers shown in the period (default: the history's rate)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the period's traffic, outcomes and behaviour")] = 0,
+    shift: Annotated[ShiftKind, typer.Option(help="inject a market shift for the period")] = ShiftKind.none,
+    magnitude: Annotated[float, typer.Option(help="size of the injected shift (0..1)")] = 0.2,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config (the rules of exploration prices)")] = None,
+) -> None:
+    """Play a price book forward on the simulated market: the period's offers, orders, events (simulated data only)."""
+    import pandas as pd
+
+    from pricing.config import load_config
+    from pricing.io import write_table
+    from pricing.pricebook import read_price_book
+    from pricing.simulator import load_market, play_price_book, shift_market
+
+    if not (data / "_truth").exists():
+        _fail(f"{data} has no _truth folder: play works on simulated data only", 2)
+    with _clear_errors("nothing was played"):
+        market = load_market(data)
+        book = read_price_book(prices)
+        if shift is not ShiftKind.none:
+            market = shift_market(market, shift.value, magnitude, seed=seed)
+        start = pd.Timestamp(book.manifest.get("priced_for") or market.end_time)
+        tables = play_price_book(market, book, start, days, offers, seed=seed,
+                                 optimize=load_config(str(config) if config else None).optimize)
+    for name in ("offers", "orders", "events", "competitor_prices"):
+        if name in tables:
+            write_table(tables[name], out_dir, name, "csv")
+    (out_dir / "_truth").mkdir(parents=True, exist_ok=True)  # group and true probability per offer (not shop data)
+    tables["truth"].to_csv(out_dir / "_truth" / "offers_truth.csv", index=False)
+    acc = tables["offers"]["accepted"]
+    out.print(f"played {len(acc):,} offers over {days} days ({int(acc.sum()):,} accepted"
+              f"{'' if shift is ShiftKind.none else f', shift {shift.value} {magnitude:g}'}) into {out_dir}")
+
+
+@app.command()
+def feedback(
+    prices: Annotated[Path, typer.Option("--prices", help="the published price book that was played")],
+    realized: Annotated[Path, typer.Option("--realized", help="the period's tables: offers.csv (+ orders, events, ...)")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="raw tables before the period (default: the book's snapshot)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="train a new model when the trigger fires")] = True,
+) -> None:
+    """Feedback on a played price book: realized vs predicted, lift over control, drift; retrains when needed."""
+    configure_environment()
+    from flows.feedback import feedback_flow
+
+    with _clear_errors("feedback stopped; nothing was logged or retrained"):
+        result = feedback_flow(prices_dir=str(prices), realized_dir=str(realized), data_dir=str(data) if data else None,
+                               config_path=str(config) if config else None, retrain=retrain)
+    for line in result["summary"]:
+        out.print(escape(line), highlight=False)
+    out.print(f"report: MLflow run {result['mlflow_run_id']} (Prefect artifact `feedback-report`)")
+    if result.get("retrained"):
+        print_training_summary({**result["retrained"], "model_name": result["retrained"]["model_name"]})
+
 
 def print_price_book_summary(result: dict) -> None:
     m = result["manifest"]

@@ -2,7 +2,8 @@
 
     snapshot -> bundles (the shop's, or mined) -> [no offers log: exploration price book]
     -> champion model from the registry -> segments -> segment MILP (CVXPY + HiGHS)
-    -> personal prices (Lagrangian) -> rule re-check -> files written atomically -> MLflow + artifacts
+    -> personal prices (Lagrangian) -> rule re-check -> experiment groups (treatment / control /
+    exploration) -> files written atomically -> MLflow + artifacts
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from pricing.config import load_config
+from pricing.experiment import with_groups
 from pricing.ingest import latest_snapshot
 from tasks import price as t
 from tasks import train as tt
@@ -70,5 +72,6 @@ def price_flow(
             "bundles_mined": mined,
         }
     )
+    book = with_groups(book, config, previous=current)  # treatment / control / exploration (pricing/experiment.py)
     info = t.publish(book, out_dir, config)
     return {**info, "manifest": book.manifest}

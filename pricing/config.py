@@ -230,14 +230,20 @@ class FeedbackConfig(_Section):
         3.0, gt=0, description="a deviation must also lie this many standard errors from zero to fire"
     )
     max_calibration_gap: float = Field(
-        0.03, gt=0, description="|realized - predicted conversion| (overall or in a segment) that fires"
+        0.03, gt=0, description="|realized - predicted conversion| over all offers of the period that fires"
+    )
+    max_segment_calibration_gap: float = Field(
+        0.05, gt=0, description="|realized - predicted conversion| in one segment that fires (segments are smaller)"
     )
     psi_bins: int = Field(10, ge=2, description="reference-quantile bins of the population stability index")
-    max_psi: float = Field(0.25, gt=0, description="a feature whose PSI exceeds this has drifted (fires)")
+    max_psi: float = Field(
+        1.0, gt=0, description="a feature whose PSI exceeds this has drifted (fires); the max over all features"
+    )
     drift_exclude: tuple[str, ...] = Field(
         ("price", "discount_pct", "price_to_competitor", "price_to_cost", "dow", "month", "hour",
-         "season_*", "days_to_*"),
-        description="features left out of drift (glob patterns): our own prices and the calendar move by design",
+         "season_*", "days_to_*", "*_all", "*_seen", "cust_offers_accepted", "cust_tenure_days"),
+        description="features left out of drift (glob patterns): our own prices, the calendar and counts since "
+        "the data began move by design",
     )
     top_drifting: int = Field(10, ge=1, description="drifting features listed in the report")
     reference_offers: int = Field(
@@ -246,8 +252,8 @@ class FeedbackConfig(_Section):
     max_auc_drop: float = Field(
         0.05, gt=0, description="AUC shortfall vs the model's own expectation, beyond the reference window's"
     )
-    max_log_loss_increase: float = Field(
-        0.02, gt=0, description="log-loss excess over the model's own expectation, beyond the reference window's"
+    max_log_loss_gap: float = Field(
+        0.03, gt=0, description="|log loss - the model's own expectation|, beyond the reference window's"
     )
     max_model_age_days: float = Field(
         35.0, gt=0, description="days from the end of the model's training data to the end of the period"

@@ -235,3 +235,108 @@ def test_load_realized_types_the_tables_and_rejects_an_empty_period(tmp_path):
     (d / "offers.csv").unlink()
     with pytest.raises(FeedbackDataError, match="no offers.csv"):
         load_realized(d)
+
+
+# --------------------------------------------------------------------------------------------------
+# the feedback flow on the tiny market (Prefect test harness, MLflow in the session's temporary store)
+# --------------------------------------------------------------------------------------------------
+MODEL_NAME = "fb-test"
+PERIOD_DAYS = 14  # ~750 offers at the tiny market's offer rate: above feedback.min_offers (500)
+STABLE_SEED, SHIFT_SEED = 1, 2
+
+
+@pytest.fixture(scope="module")
+def played(prefect_harness, tiny_market, tmp_path_factory) -> dict[str, str]:
+    """Train + price the tiny market with the pipeline, then play the book forward twice: on the stable
+    market and after a 20% competitor price cut, each into a realized-data folder (contract CSVs)."""
+    from flows.pipeline import pipeline_flow
+    from pricing.io import write_table
+    from pricing.simulator import load_market, play_price_book, shift_market
+    from tests.conftest import flow_config
+
+    root = tmp_path_factory.mktemp("feedback")
+    cfg = flow_config(root, MODEL_NAME)
+    prices = root / "prices"
+    pipeline_flow(data_dir=str(tiny_market), out_dir=str(prices), config_path=cfg)
+    market = load_market(tiny_market)
+    book = read_price_book(prices)
+    out = {"config": cfg, "prices": str(prices), "root": str(root)}
+    for name, mk, seed in (("stable", market, STABLE_SEED),
+                           ("shift", shift_market(market, "competitor_cut", 0.2), SHIFT_SEED)):
+        tables = play_price_book(mk, book, market.end_time, PERIOD_DAYS, seed=seed,
+                                 optimize=load_config(cfg).optimize)
+        for table in ("offers", "orders", "events", "competitor_prices"):
+            write_table(tables[table], root / name, table, "csv")
+        out[name] = str(root / name)
+    return out
+
+
+@pytest.mark.flow
+def test_published_book_carries_the_experiment(played):
+    book = read_price_book(played["prices"])
+    assert set(book.customer_segments["group"]) == {TREATMENT, CONTROL, EXPLORATION}
+    manifest = json.loads((Path(played["prices"]) / "manifest.json").read_text())
+    assert manifest["experiment"]["control_share"] == 0.1
+    offers = pd.read_csv(Path(played["stable"]) / "offers.csv", dtype={"customer_id": str})
+    grp = offers["customer_id"].map(book.customer_segments.set_index("customer_id")["group"])
+    assert (grp == CONTROL).sum() > 30 and (grp == EXPLORATION).sum() > 10, "every group is shown offers"
+
+
+@pytest.mark.flow
+def test_feedback_stays_quiet_on_a_stable_market(played):
+    from flows.feedback import feedback_flow
+    from pricing.tracking import alias_map
+
+    before = alias_map(MODEL_NAME)
+    res = feedback_flow(prices_dir=played["prices"], realized_dir=played["stable"], config_path=played["config"])
+    assert res["retrain"] is False, res["reasons"]
+    assert res["retrained"] is None and alias_map(MODEL_NAME) == before
+    m = res["metrics"]
+    assert m["overall_offers"] >= load_config(played["config"]).feedback.min_offers, "a verdict, not a no-verdict"
+    assert m["lift_profit_per_offer_diff"] > 0, "the book earns more per offer than list prices"
+    assert m["lift_profit_per_offer_low"] < m["lift_profit_per_offer_diff"] < m["lift_profit_per_offer_high"]
+    checks = pd.DataFrame(res["checks"]).set_index("check")
+    assert checks["judged"].all() and not checks["fired"].any()
+    from mlflow import MlflowClient
+
+    run = MlflowClient().get_run(res["mlflow_run_id"])
+    assert run.data.tags["kind"] == "feedback" and "overall_calibration_gap" in run.data.metrics
+    arts = {a.path for a in MlflowClient().list_artifacts(res["mlflow_run_id"])}
+    assert {"calibration_by_segment.png", "psi.png", "feedback.md"} <= arts
+
+
+@pytest.mark.flow
+def test_feedback_fires_on_a_competitor_cut_and_retrains(played):
+    from flows.feedback import feedback_flow
+    from pricing.tracking import CHALLENGER, CHAMPION, alias_map
+
+    before = alias_map(MODEL_NAME)
+    res = feedback_flow(prices_dir=played["prices"], realized_dir=played["shift"], config_path=played["config"])
+    assert res["retrain"] is True
+    assert any(r.startswith("drift") and "competitor" in r for r in res["reasons"]), res["reasons"]
+    trained = res["retrained"]
+    assert trained is not None and int(trained["version"]) == int(before[CHALLENGER]) + 1
+    after = alias_map(MODEL_NAME)
+    assert after[CHALLENGER] == trained["version"] and after[CHAMPION] == before[CHAMPION], "only a review promotes"
+    assert trained["metrics"]["table_rows_offers"] > 6000, "retrained on the snapshot plus the period"
+
+
+@pytest.mark.flow
+def test_bad_realized_data_stops_with_a_clear_message(played, tmp_path):
+    from flows.feedback import feedback_flow
+    from pricing.tracking import alias_map
+
+    before = alias_map(MODEL_NAME)
+    offers = pd.read_csv(Path(played["stable"]) / "offers.csv", dtype=str)
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    offers.assign(customer_id=np.where(np.arange(len(offers)) % 10 == 0, "GHOST-1", offers["customer_id"])).to_csv(
+        unknown / "offers.csv", index=False)
+    with pytest.raises(FeedbackDataError, match=r"unknown customers .*GHOST-1"):
+        feedback_flow(prices_dir=played["prices"], realized_dir=str(unknown), config_path=played["config"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    offers.head(0).to_csv(empty / "offers.csv", index=False)
+    with pytest.raises(FeedbackDataError, match="no offers"):
+        feedback_flow(prices_dir=played["prices"], realized_dir=str(empty), config_path=played["config"])
+    assert alias_map(MODEL_NAME) == before, "bad input changes no alias"

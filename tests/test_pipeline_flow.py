@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 BOOK_COLUMNS = {
     "bundle_prices.csv": ["bundle_id", "segment_id", "price", "list_price", "unit_cost", "expected_conversion",
                           "expected_profit", "profit_low", "profit_high", "binding_rules", "top_drivers"],
-    "customer_segments.csv": ["customer_id", "segment_id"],
+    "customer_segments.csv": ["customer_id", "segment_id", "group"],
     "customer_offers.csv": ["customer_id", "bundle_id", "price", "expected_conversion", "expected_profit"],
 }
 
