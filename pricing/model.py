@@ -63,12 +63,14 @@ __all__ = [
     "check_monotone",
     "check_training_data",
     "decide_calibration",
+    "early_stopping_iteration",
     "ece_noise_floor",
     "evaluate",
     "expected_calibration_error",
     "monotone_vector",
     "time_split",
     "train_model",
+    "validation_log_loss_curve",
 ]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -660,6 +662,105 @@ def _classifier(cfg: ModelConfig, constraints: list[int]) -> lightgbm.LGBMClassi
     )
 
 
+def validation_log_loss_curve(booster: lightgbm.Booster, X: pd.DataFrame, y: Any, block_rows: int = 0) -> np.ndarray:
+    """Log loss of ``booster``'s raw probability on ``(X, y)`` after each of its trees (1, 2, ..., T).
+
+    One pass: the leaf each row reaches in every tree (``pred_leaf``), the leaves' outputs summed
+    cumulatively along the trees (the average score is part of the first tree). Rows go in blocks of
+    ``block_rows`` (default: about 2 million cells per block) so memory stays bounded.
+    """
+    yy = np.asarray(y, dtype="float64")
+    T = booster.num_trees()
+    if T == 0 or len(X) == 0:
+        return np.zeros(0)
+    n_leaves = [t["num_leaves"] for t in booster.dump_model(num_iteration=-1)["tree_info"]]
+    values = np.zeros((T, max(n_leaves)))
+    for t, k in enumerate(n_leaves):
+        values[t, :k] = [booster.get_leaf_output(t, leaf) for leaf in range(k)]
+    block = block_rows or max(1, 2_000_000 // T)
+    total = np.zeros(T)
+    trees = np.arange(T)[None, :]
+    for start in range(0, len(X), block):
+        leaves = np.asarray(
+            booster.predict(X.iloc[start : start + block], pred_leaf=True, start_iteration=0, num_iteration=T),
+            dtype=np.int64,
+        )
+        z = np.cumsum(values[trees, leaves.reshape(len(leaves), T)], axis=1)  # [rows, T] raw log-odds
+        yb = yy[start : start + block, None]
+        # log loss of sigmoid(z): log(1 + e^z) - y z, computed stably
+        total += (np.logaddexp(0.0, z) - yb * z).sum(axis=0)
+    return total / len(X)
+
+
+def early_stopping_iteration(curve: Sequence[float], rounds: int) -> int:
+    """The number of trees ``lightgbm.early_stopping(rounds)`` would keep for this validation curve.
+
+    Walks the curve in order like the callback: a strict improvement makes a new best; ``rounds``
+    rounds without one stop the walk; the answer is the (1-based) best round, so applying it after
+    training all rounds keeps exactly the trees early stopping would have kept.
+    """
+    best_i, best = 0, math.inf
+    for i, v in enumerate(curve):
+        if v < best:
+            best_i, best = i, float(v)
+        elif i - best_i >= rounds:
+            break
+    return best_i + 1
+
+
+def _fit_on_dask(
+    client: Any,
+    cfg: ModelConfig,
+    constraints: list[int],
+    X_tr: pd.DataFrame,
+    y_tr: np.ndarray,
+    X_va: pd.DataFrame,
+    y_va: np.ndarray,
+    categorical: Sequence[str],
+) -> tuple[lightgbm.LGBMClassifier, int, list[float]]:
+    """Grow the trees with ``lightgbm.DaskLGBMClassifier`` (data-parallel over the Dask workers).
+
+    Same parameters as local training (monotone constraints, categorical features, bagging, seed);
+    LightGBM sets the threads per worker from the Dask worker's ``nthreads``. The training rows become
+    a Dask DataFrame with one partition per worker.
+
+    Early stopping: LightGBM's Dask interface does not support it (lightgbm issues #3712, #6351:
+    workers may stop at different rounds and the training hangs), so all ``cfg.n_estimators`` rounds
+    are grown. Afterwards the validation log loss after every round is computed from the local booster
+    (:func:`validation_log_loss_curve`) and :func:`early_stopping_iteration` applies the callback's
+    rule, so ``best_iteration`` is the round early stopping would have picked on this curve. Cost:
+    the rounds after that point are grown for nothing (lower ``model.n_estimators`` when the usual
+    number of trees is known). The returned classifier keeps the first ``best_iteration`` trees, like a
+    locally early-stopped one.
+
+    Returns the local ``LGBMClassifier`` (``.to_local()``), the best iteration and the full curve.
+    """
+    import warnings
+
+    import dask.dataframe as dd
+    from lightgbm.dask import DaskLGBMClassifier
+
+    workers = client.nthreads()
+    if not workers:
+        raise RuntimeError("the Dask cluster has no workers: start some (dask worker <scheduler address>)")
+    n_parts = max(1, min(len(workers), len(X_tr)))
+    params = _classifier(cfg, constraints).get_params()
+    params.pop("n_jobs", None)  # the Dask interface uses each worker's own thread count
+    model = DaskLGBMClassifier(client=client, **params)
+    dX = dd.from_pandas(X_tr.reset_index(drop=True), npartitions=n_parts, sort=True)
+    dy = dd.from_pandas(pd.Series(np.asarray(y_tr), name="accepted"), npartitions=n_parts, sort=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        model.fit(dX, dy, categorical_feature=list(categorical) or "auto")
+    clf = model.to_local()
+    curve = validation_log_loss_curve(clf.booster_, X_va, y_va)
+    best = early_stopping_iteration(curve, cfg.early_stopping_rounds)
+    # keep the first `best` trees only, as lightgbm.train does after early stopping (the logged model
+    # then predicts the same through any interface, MLflow's included)
+    clf.booster_.model_from_string(clf.booster_.model_to_string(num_iteration=best))
+    return clf, best, [float(v) for v in curve]
+
+
 def train_model(
     X: pd.DataFrame,
     y: Any,
@@ -667,6 +768,7 @@ def train_model(
     price_features: Mapping[str, int],
     cfg: ModelConfig,
     categorical: Sequence[str] = (),
+    dask_client: Any | None = None,
 ) -> TrainResult:
     """Time split -> monotone LightGBM with early stopping on validation -> calibration -> metrics.
 
@@ -676,6 +778,9 @@ def train_model(
     ``categorical``: numeric columns holding category codes (non-negative integers, NaN = missing /
     unseen) that LightGBM should split as categories; pandas 'category' columns are categorical anyway.
     The model file records the categorical splits, so prediction needs no declaration.
+    ``dask_client``: a ``distributed.Client``; when given, the trees are grown by LightGBM's Dask
+    interface on the cluster's workers (:func:`_fit_on_dask`, with its note on early stopping) and the
+    rest (calibration, metrics, the returned model) is the same as for local training.
     Raises :class:`TrainingDataError` when the offers cannot support a model.
     """
     if len(X) != len(y):
@@ -686,19 +791,25 @@ def train_model(
     tr, va, te = time_split(times, cfg.valid_share, cfg.test_share)
     constraints = monotone_vector(names, present)
 
-    clf = _classifier(cfg, constraints)
     X_va, y_va = X.iloc[np.flatnonzero(va)], labels[va]
-    clf.fit(
-        X.iloc[np.flatnonzero(tr)],
-        labels[tr],
-        eval_X=(X_va,),
-        eval_y=(y_va,),
-        eval_names=["valid"],
-        eval_metric="binary_logloss",
-        categorical_feature=categorical or "auto",
-        callbacks=[lightgbm.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)],
-    )
-    best = int(clf.best_iteration_ or clf.n_estimators)
+    if dask_client is None:
+        clf = _classifier(cfg, constraints)
+        clf.fit(
+            X.iloc[np.flatnonzero(tr)],
+            labels[tr],
+            eval_X=(X_va,),
+            eval_y=(y_va,),
+            eval_names=["valid"],
+            eval_metric="binary_logloss",
+            categorical_feature=categorical or "auto",
+            callbacks=[lightgbm.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)],
+        )
+        best = int(clf.best_iteration_ or clf.n_estimators)
+        curve_vals = list(clf.evals_result_.get("valid", {}).get("binary_logloss", []))
+    else:
+        clf, best, curve_vals = _fit_on_dask(
+            dask_client, cfg, constraints, X.iloc[np.flatnonzero(tr)], labels[tr], X_va, y_va, categorical
+        )
     ranges = {}
     for k in present:
         col = X[k].to_numpy(dtype="float64", na_value=np.nan)[tr]
@@ -753,7 +864,6 @@ def train_model(
         .sort_values(["gain", "split"], ascending=False, kind="mergesort")
         .reset_index(drop=True)
     )
-    curve_vals = clf.evals_result_.get("valid", {}).get("binary_logloss", [])
     curve = pd.DataFrame({"iteration": np.arange(1, len(curve_vals) + 1), "valid_log_loss": curve_vals})
     return TrainResult(
         model=model,
