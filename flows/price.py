@@ -14,6 +14,8 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.scaleout import describe as describe_scaleout
+from flows.scaleout import price_scorer
 from pricing.config import load_config
 from pricing.experiment import with_groups
 from pricing.ingest import latest_snapshot
@@ -57,7 +59,13 @@ def price_flow(
         book = t.explore(tables, config)
     else:
         loaded = t.load_model(config, model_alias if model_version is None else None, model_version)
-        book = t.optimize(tables, loaded, config, current)
+        with price_scorer(config) as scorer:  # scaleout.engine: dask fans the scoring out (flows/scaleout.py)
+            # with a scorer the step runs in the flow run itself, so its score-chunk tasks are submitted
+            # from the flow: from inside a task, prefect-dask would ship that task's parameters (every
+            # table) to the workers with each chunk
+            optimize = t.optimize if scorer is None else t.optimize.fn
+            book = optimize(tables, loaded, config, current, scorer)
+        book.manifest["scoring"] = describe_scaleout(config.scaleout, scorer)
         book.manifest["model"] = {"name": loaded.name, "version": loaded.version, "alias": loaded.alias,
                                   "mlflow_run_id": loaded.run_id}
     import json

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner
+from prefect.utilities.annotations import unmapped
 
 from pricing import pricebook as pb
 from pricing.config import Config
+from pricing.distributed import ChunkMapper
+from pricing.scoring import score_prices
 from tasks.common import run_logger
 
 
@@ -35,9 +41,56 @@ def read_current(out_dir: str) -> pb.PriceBook | None:
 
 
 @task(name="optimize-prices", cache_policy=NO_CACHE)
-def optimize(tables: dict[str, pd.DataFrame], loaded: Any, config: Config, current: pb.PriceBook | None) -> pb.PriceBook:
+def optimize(
+    tables: dict[str, pd.DataFrame],
+    loaded: Any,
+    config: Config,
+    current: pb.PriceBook | None,
+    scorer: Callable[..., np.ndarray] | None = None,
+) -> pb.PriceBook:
+    """``scorer``: None scores in this process; a :class:`pricing.distributed.ChunkedScorer` over
+    :func:`runner_chunk_mapper` fans the ladder scoring out (``flows/scaleout.py``)."""
     logger = run_logger()
-    return pb.build_price_book(tables, loaded.model, loaded.builder, config, current, progress=logger.info)
+    return pb.build_price_book(tables, loaded.model, loaded.builder, config, current, progress=logger.info,
+                               scorer=scorer)
+
+
+@task(name="score-chunk", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def score_chunk(model: Any, builder: Any, ctx: pd.DataFrame, prices: np.ndarray) -> np.ndarray:
+    """Acceptance of one chunk of context rows along their prices (:func:`pricing.scoring.score_prices`)."""
+    return score_prices(model, builder, ctx, prices)
+
+
+def runner_chunk_mapper(runner: TaskRunner) -> ChunkMapper:
+    """A chunk mapper (:class:`pricing.distributed.ChunkedScorer`) that maps :func:`score_chunk` over
+    the chunks on a started Prefect task runner: one task run per chunk, children of the flow run.
+
+    On a ``DaskTaskRunner`` the model and the feature builder are scattered to every worker once per
+    (model, builder) pair (``client.scatter(broadcast=True)``) and the tasks receive the scattered
+    futures, which Dask resolves on the worker; other runners get the objects themselves.
+    """
+    from prefect_dask import DaskTaskRunner
+
+    cache: dict[tuple[int, int], tuple[Any, Any, Any, Any]] = {}
+
+    def mapper(model: Any, builder: Any, ctxs: Sequence[pd.DataFrame],
+               prices: Sequence[np.ndarray]) -> list[np.ndarray]:
+        key = (id(model), id(builder))
+        if key not in cache:  # the objects stay referenced by the cache, so their ids stay theirs
+            shared: tuple[Any, Any] = (model, builder)
+            if isinstance(runner, DaskTaskRunner):
+                m, b = runner.client.scatter([model, builder], broadcast=True, hash=False)
+                shared = (m, b)
+            cache.clear()
+            cache[key] = (model, builder, *shared)
+        _, _, m, b = cache[key]
+        futures = runner.map(
+            score_chunk,
+            parameters={"model": unmapped(m), "builder": unmapped(b), "ctx": list(ctxs), "prices": list(prices)},
+        )
+        return [f.result() for f in futures]
+
+    return mapper
 
 
 @task(name="exploration-prices", cache_policy=NO_CACHE)
