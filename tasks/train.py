@@ -50,7 +50,16 @@ def build_features(tables: dict[str, pd.DataFrame], config: Config) -> tr.Traini
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def fit(data: tr.TrainingData, config: Config) -> TrainResult:
-    result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
+    if config.scaleout.train_on_dask:  # LightGBM's Dask interface (pricing/model.py::_fit_on_dask)
+        from pricing.distributed import dask_client
+
+        with dask_client(config.scaleout) as client:
+            run_logger().info("training on Dask: %d workers at %s", len(client.nthreads()),
+                              client.scheduler.address)
+            result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model,
+                                 data.builder.categorical, dask_client=client)
+    else:
+        result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
     m = result.metrics
     run_logger().info(
         "test AUC %.4f, log loss %.4f, ECE %.4f (best iteration %d)",
@@ -114,6 +123,7 @@ def log_and_register(
                 "prefect_flow_run_id": flow_run_id or "",
                 "git_sha": _git_sha() or "",
                 "calibration": "isotonic" if result.model.calibrator is not None else "none",
+                "training_engine": "dask" if config.scaleout.train_on_dask else "local",
             }
         )
         params = {f"model.{k}": v for k, v in config.model.model_dump().items()}
