@@ -146,10 +146,10 @@ class OptimizeConfig(_Section):
 
     ladder: LadderConfig = LadderConfig()
     rules: RulesConfig = RulesConfig()
-    n_segments: int = Field(6, ge=1, description="customer segments priced by the MILP")
-    top_n_bundles: int = Field(3, ge=1, description="personal offers per customer (best expected profit)")
+    n_segments: int = Field(12, ge=1, description="customer segments priced by the MILP")
+    top_n_bundles: int = Field(10, ge=1, description="personal offers per customer (best expected profit)")
     risk_aversion: float = Field(
-        1.0, ge=0, description="objective acceptance = mean - risk_aversion * (mean - low), clipped to [0, 1]"
+        0.25, ge=0, description="objective acceptance = mean - risk_aversion * (mean - low), clipped to [0, 1]"
     )
     offers_per_customer: float = Field(
         1.0, gt=0, description="expected offers of each bundle per customer in the period (when not given)"
@@ -183,7 +183,9 @@ class PriceBookConfig(_Section):
     holdout_offers: int = Field(20_000, ge=100, description="latest offers used to measure the model's error band")
     period_days: int = Field(7, ge=1, description="planning period of a price book: offers per customer are measured over it")
     personalize: bool = Field(True, description="personal prices for each customer's top bundles")
-    candidates_per_customer: int = Field(10, ge=1, description="candidate bundles scored per customer")
+    candidates_per_customer: int = Field(
+        15, ge=1, description="candidate bundles scored per customer (most profit at stake: exposure x segment profit)"
+    )
     explain_top_k: int = Field(3, ge=1, description="drivers listed per price (LightGBM contributions)")
     seed: int = 7
 

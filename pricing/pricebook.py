@@ -113,6 +113,85 @@ def offers_rate(tables: dict[str, pd.DataFrame], cat: Catalog, n_customers: int,
     return np.where(rate > 0, rate, floor)
 
 
+def customer_exposure_candidates(
+    tables: dict[str, pd.DataFrame],
+    cat: Catalog,
+    customer_ids: np.ndarray,
+    value: np.ndarray,
+    segment_index: np.ndarray,
+    k: int,
+    prior: float = 5.0,
+    chunk: int = 50_000,
+) -> np.ndarray:
+    """Per customer, the ``k`` bundles with the most profit at stake: exposure x segment profit.
+
+    A customer's *exposure* to a bundle estimates how likely they are to be shown it: shops show
+    bundles of the categories a customer is interested in, so
+    ``exposure[c, b] = sum_k theta[c, k] * [b holds category k] / n_bundles(k)``, with ``theta`` the
+    customer's category shares of their product views, orders and past offers, shrunk towards the
+    shares of the whole shop by ``prior`` pseudo-events. ``value [S, B]`` (expected profit of an offer
+    of each bundle in each segment) weighs it; ``segment_index [C]``. Returns bundle indices ``[C, k]``
+    (int32, best first), computed in chunks of customers so memory stays bounded.
+    """
+    B = len(cat.bundle_ids)
+    k = min(k, B)
+    products = tables["products"].drop_duplicates("product_id")
+    pcat = pd.Index(cat.product_ids).get_indexer(products["product_id"].astype(str))
+    categories = pd.Index(sorted(products["category"].astype(str).unique()))
+    prod_cat = np.full(len(cat.product_ids), -1)
+    prod_cat[pcat[pcat >= 0]] = categories.get_indexer(products["category"].astype(str))[pcat >= 0]
+    n_cat = len(categories)
+    # bundle x category incidence, each column normalised by the bundles holding the category
+    bi, pi = cat.items.nonzero()
+    inc = sparse.csr_matrix((np.ones(len(bi)), (bi, prod_cat[pi])), shape=(B, n_cat))
+    inc.sum_duplicates()
+    inc.data[:] = 1.0  # a bundle holds a category or not
+    per_cat = np.asarray(inc.sum(axis=0)).ravel()
+    M = (inc @ sparse.diags(1.0 / np.maximum(per_cat, 1.0))).T.tocsr()  # [n_cat, B]
+    # customer x category interest counts: views/carts (events), order lines, past offers
+    cidx = pd.Index(customer_ids)
+    rows, cols = [], []
+    events = tables.get("events")
+    if events is not None and len(events) and "product_id" in events.columns:
+        ev = events[events["product_id"].notna()]
+        rows.append(cidx.get_indexer(ev["customer_id"].astype(str)))
+        p = pd.Index(cat.product_ids).get_indexer(ev["product_id"].astype(str))
+        cols.append(np.where(p >= 0, prod_cat[np.maximum(p, 0)], -1))
+    orders = tables.get("orders")
+    if orders is not None and len(orders):
+        rows.append(cidx.get_indexer(orders["customer_id"].astype(str)))
+        p = pd.Index(cat.product_ids).get_indexer(orders["product_id"].astype(str))
+        cols.append(np.where(p >= 0, prod_cat[np.maximum(p, 0)], -1))
+    offers = tables.get("offers")
+    if offers is not None and len(offers):
+        ob = pd.Index(cat.bundle_ids).get_indexer(offers["bundle_id"].astype(str))
+        oc = cidx.get_indexer(offers["customer_id"].astype(str))
+        ok = (ob >= 0) & (oc >= 0)
+        bc = inc[ob[ok]].tocoo()  # one count per category of the offered bundle
+        rows.append(oc[ok][bc.row])
+        cols.append(bc.col)
+    C = len(customer_ids)
+    if rows:
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        good = (r >= 0) & (c >= 0)
+        counts = sparse.csr_matrix((np.ones(int(good.sum())), (r[good], c[good])), shape=(C, n_cat))
+    else:
+        counts = sparse.csr_matrix((C, n_cat))
+    total = np.asarray(counts.sum(axis=0)).ravel()
+    g = total / total.sum() if total.sum() > 0 else np.full(n_cat, 1.0 / max(n_cat, 1))
+    n_c = np.asarray(counts.sum(axis=1)).ravel()
+    value = np.maximum(np.nan_to_num(np.asarray(value, dtype=np.float64), nan=0.0), 0.0)
+    out = np.empty((C, k), dtype=np.int32)
+    for start in range(0, C, chunk):
+        sl = slice(start, min(start + chunk, C))
+        theta = (counts[sl].toarray() + prior * g[None, :]) / (n_c[sl, None] + prior)
+        score = np.asarray(M.T @ theta.T).T * value[segment_index[sl]]  # [c, B]
+        top = np.argpartition(-score, k - 1, axis=1)[:, :k] if k < B else np.tile(np.arange(B), (score.shape[0], 1))
+        order = np.argsort(-np.take_along_axis(score, top, 1), axis=1, kind="stable")
+        out[sl] = np.take_along_axis(top, order, 1)
+    return out
+
+
 def model_error_by_level(model: Any, X: pd.DataFrame, y: np.ndarray, n_bins: int = 10) -> Callable[[np.ndarray], np.ndarray]:
     """Calibration error of the model on recent offers, as a function of the predicted level.
 
@@ -278,9 +357,10 @@ def build_price_book(
         prof = sol.table.pivot(index="segment_id", columns="bundle_id", values="expected_profit").reindex(
             index=seg_ids, columns=cat.bundle_ids
         )
-        cand_by_seg = np.argsort(-prof.to_numpy(), axis=1)[:, :K].astype(np.int32)
         seg_index = pd.Index(seg_ids).get_indexer(seg["segment_id"])
-        candidates = cand_by_seg[seg_index]
+        candidates = customer_exposure_candidates(
+            tables, cat, seg["customer_id"].astype(str).to_numpy(), prof.to_numpy(), seg_index, K
+        )
         rungs, _centre = customer_rungs(
             ladder.prices, ladder.allowed, sol.price, cat.list_sum, opt, cat.cost_sum, current_price
         )
@@ -465,10 +545,30 @@ def config_hash(config: Config) -> str:
     return config.fingerprint()
 
 
+def _previous_of(out: Path) -> Path:
+    return out.with_name(f".{out.name}.old")
+
+
+def recover_price_book(out_dir: str | Path) -> bool:
+    """Undo a swap that a crash interrupted: the folder is missing but the previous book is parked
+    beside it (``.<name>.old``): put it back. Returns True when it did. Called by every read and write,
+    so a crashed run never costs the previous price book."""
+    out = Path(out_dir)
+    old = _previous_of(out)
+    if not out.exists() and old.is_dir():
+        old.rename(out)
+        return True
+    return False
+
+
 def write_price_book(book: PriceBook, out_dir: str | Path) -> Path:
-    """Write into a temporary sibling folder, then swap it in: readers see the old or the new book."""
+    """Write into a temporary sibling folder, then swap it in with two renames (old book parked as
+    ``.<name>.old``, new one renamed into place). A crash before the swap leaves the old book in
+    place; one between the renames leaves it parked, and :func:`recover_price_book` (run by the next
+    read or write) puts it back. Stray temporary folders are removed on failure."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    recover_price_book(out)
     tmp = out.with_name(f".{out.name}.tmp-{hashlib.sha1(str(time.time()).encode()).hexdigest()[:8]}")
     tmp.mkdir()
     try:
@@ -476,8 +576,8 @@ def write_price_book(book: PriceBook, out_dir: str | Path) -> Path:
         book.customer_segments.to_csv(tmp / "customer_segments.csv", index=False)
         book.customer_offers.to_csv(tmp / "customer_offers.csv", index=False)
         (tmp / "manifest.json").write_text(json.dumps(book.manifest, indent=2, default=str))
-        old = out.with_name(f".{out.name}.old")
-        if old.exists():
+        old = _previous_of(out)
+        if old.exists():  # out exists here (recovered above), so this is a finished swap's leftover
             shutil.rmtree(old)
         if out.exists():
             out.rename(old)
@@ -492,6 +592,7 @@ def write_price_book(book: PriceBook, out_dir: str | Path) -> Path:
 
 def read_price_book(path: str | Path) -> PriceBook:
     d = Path(path)
+    recover_price_book(d)
     missing = [f for f in FILES if not (d / f).exists()]
     if missing:
         raise FileNotFoundError(f"{d} is not a price book (missing {', '.join(missing)})")
