@@ -521,7 +521,9 @@ def test_personal_prices_without_binding_rows_are_the_per_customer_argmax(custom
     expect = top[np.isfinite(top) & (top >= 0)].sum()
     assert sol.objective == pytest.approx(expect, rel=1e-5)
     got = np.sort(np.nan_to_num(sol.objective_per_offer, nan=-1), axis=1)[:, ::-1]
-    np.testing.assert_allclose(got, np.where(np.isfinite(top) & (top >= 0), top, -1), rtol=1e-5, atol=1e-5)
+    n = top.shape[1]  # min(K, top_n): with fewer candidates than offers the remaining slots stay empty
+    np.testing.assert_allclose(got[:, :n], np.where(np.isfinite(top) & (top >= 0), top, -1), rtol=1e-5, atol=1e-5)
+    assert (got[:, n:] == -1).all()
     assert _customer_violations(cp_, cfg, sol) == []
 
 
