@@ -59,6 +59,7 @@ def ingest_flow(
     if existing.exists() and not force:
         summary = ing.IngestSummary(**_summary_fields(existing))
         summary.reused = True
+        summary.snapshot_dir = str(existing.resolve())  # the stored one may be relative to another cwd
         logger.info("inputs unchanged (fingerprint %s): reusing %s", fp, existing)
         (out / "LATEST").write_text(fp + "\n")
         t.publish_summary(summary)

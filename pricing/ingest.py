@@ -473,7 +473,7 @@ def write_snapshot(
         vt.data.to_parquet(tmp / f"{name}.parquet", index=False)
         if len(vt.quarantine):
             vt.quarantine.astype("string").to_csv(tmp / "quarantine" / f"{name}.csv", index=False)
-    summary.snapshot_dir = str(final)
+    summary.snapshot_dir = str(final.resolve())
     (tmp / SNAPSHOT_SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2, default=str))
     if final.exists():
         shutil.rmtree(final)

@@ -68,6 +68,17 @@ def test_valid_dataset_is_ingested_typed_and_fingerprinted(data, out):
     # same inputs: the snapshot is reused, not rebuilt
     again = run(data, out)
     assert again.reused and again.fingerprint == s.fingerprint
+    assert Path(again.snapshot_dir) == snap.resolve() and Path(again.snapshot_dir).is_absolute()
+
+
+def test_a_reused_snapshot_is_found_from_another_working_directory(tmp_path, monkeypatch):
+    data = write_valid_dataset(tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    first = run(data, Path("rel-out"))  # a relative out dir, as with the default work dir
+    monkeypatch.chdir(tmp_path / "in")
+    again = run(data, tmp_path / "rel-out")
+    assert again.reused and Path(again.snapshot_dir).exists()
+    assert Path(first.snapshot_dir).is_absolute()
 
 
 def test_parquet_input_and_optional_tables_absent(tmp_path, out):
