@@ -238,8 +238,12 @@ class FeedbackConfig(_Section):
         0.05, gt=0, description="|realized - predicted conversion| in one segment that fires (segments are smaller)"
     )
     psi_bins: int = Field(10, ge=2, description="reference-quantile bins of the population stability index")
-    max_psi: float = Field(
-        1.0, gt=0, description="a feature whose PSI exceeds this has drifted (fires); the max over all features"
+    max_psi: float = Field(0.25, gt=0, description="a feature has drifted when its PSI exceeds this ...")
+    psi_natural_factor: float = Field(
+        3.0, gt=0, description="... and this multiple of its natural PSI (earlier windows vs the reference)"
+    )
+    psi_natural_windows: int = Field(
+        4, ge=1, description="earlier windows (as many offers as the reference) giving the natural PSI: the largest"
     )
     drift_exclude: tuple[str, ...] = Field(
         ("price", "discount_pct", "price_to_competitor", "price_to_cost", "dow", "month", "hour",

@@ -9,8 +9,10 @@ What is computed (:func:`compute_feedback`)
 ------------------------------------------
 * **Predictions**: every realized offer is scored by the model with its point-in-time features (the
   snapshot plus the period's own earlier rows, :func:`offer_features`) at the price it was shown.
-* **Calibration**: realized vs predicted conversion overall, per segment and per bundle, with the
-  binomial standard error under the model, ``se = sqrt(sum p (1 - p)) / n``; a reliability table.
+* **Calibration**: realized vs predicted conversion overall, per segment and per bundle; standard error
+  the larger of the binomial one under the model, ``sqrt(sum p (1 - p)) / n``, and the cluster-robust one
+  by customer (:func:`mean_se`: a customer's offers share the model's error about that customer); a
+  reliability table.
 * **Profit**: realized profit ``sum accepted * (price - cost)`` vs expected ``sum p * (price - cost)``,
   overall and per experiment group.
 * **Lift** of treatment over control, in profit per offer and in conversion: difference of the group
@@ -22,8 +24,13 @@ What is computed (:func:`compute_feedback`)
   ``model.test_share`` of the snapshot's offers, at most ``feedback.reference_offers``: the model's
   out-of-sample test window) and the period's offers, ``PSI = sum_b (a_b - e_b) ln(a_b / e_b)`` over
   ``feedback.psi_bins`` reference-quantile bins (one bin for missing values; categoricals: one bin per
-  level) with Jeffreys smoothing ``(count + 0.5) / (n + 0.5 k)``. Our own prices and the calendar
-  move by design and are left out (``feedback.drift_exclude``).
+  level) with Jeffreys smoothing ``(count + 0.5) / (n + 0.5 k)``. Our own prices, the calendar and
+  counts since the data began move by design and are left out (``feedback.drift_exclude``). Each
+  feature's **natural PSI** -- the largest PSI against the reference of the ``psi_natural_windows``
+  earlier windows of as many offers -- says how far it moved on its own in the recent history:
+  market-level series (competitor prices, demand in a few categories) of a shop with few bundles and
+  categories move a lot on a stable market (tiny market: PSI up to ~1 between windows a few weeks apart;
+  a single earlier window is too noisy a yardstick for such series, hence the largest of several).
 * **Performance**: AUC and log loss (scikit-learn) on the period and on the reference window, each next to
   what the model *itself expects* on the same rows if it were right: ``E[log loss] = mean H(p)``
   (binary entropy) and ``E[AUC]`` from the predictions (:func:`expected_auc`). The price mix and base
@@ -37,10 +44,10 @@ What is computed (:func:`compute_feedback`)
 * **Retraining trigger** (:class:`RetrainDecision`): a check fires when its deviation is both material
   (beyond its threshold) and clear of sampling noise (``|z| > feedback.significance_z``): overall and
   per-segment calibration gap (segments with ``min_offers_per_cell`` offers; bundles are reported, not
-  judged: too many small cells), drift (the largest PSI; it has no z: its sampling noise ~ (k-1)/n is far
-  below the threshold at ``min_offers`` offers, the larger natural movement of market-level series is what
-  ``max_psi`` allows for), AUC drop and log-loss gap; and the model's age (end of its training data to the
-  end of the period). With fewer than ``feedback.min_offers`` offers the data checks give no verdict.
+  judged: too many small cells), drift (a feature whose PSI exceeds ``max_psi`` *and*
+  ``psi_natural_factor`` times its natural PSI: the evidence bar of drift is that ratio, not a z score),
+  AUC drop and log-loss gap; and the model's age (end of its training data to the end of the period).
+  With fewer than ``feedback.min_offers`` offers the data checks give no verdict.
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ __all__ = [
     "compute_feedback",
     "expected_auc",
     "load_realized",
+    "markdown_table",
+    "mean_se",
     "merge_period",
     "offer_features",
     "psi",
@@ -125,20 +134,38 @@ def psi(reference: Any, current: Any, bins: int = 10, categorical: bool = False)
 
 
 def psi_table(
-    X_ref: pd.DataFrame, X_new: pd.DataFrame, features: list[str], bins: int, categorical: tuple[str, ...] = ()
+    X_ref: pd.DataFrame,
+    X_new: pd.DataFrame,
+    features: list[str],
+    bins: int,
+    categorical: tuple[str, ...] = (),
+    X_prev: list[pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """``feature, psi, ref_mean, new_mean`` for ``features``, largest PSI first."""
+    """``feature, psi, natural_psi, ratio, ref_mean, new_mean`` for ``features``, largest PSI first.
+
+    ``natural_psi``: the largest PSI of the earlier windows ``X_prev`` against the reference, i.e. how far
+    the feature moved on its own in the recent history (nan without ``X_prev``); ``ratio = psi / natural_psi``.
+    """
+    nan = float("nan")
     rows = []
     for f in features:
         r = X_ref[f].to_numpy(dtype=np.float64, na_value=np.nan)
         c = X_new[f].to_numpy(dtype=np.float64, na_value=np.nan)
+        is_cat = f in categorical
+        value = psi(r, c, bins, categorical=is_cat)
+        natural = nan
+        if X_prev:
+            natural = max(psi(r, w[f].to_numpy(dtype=np.float64, na_value=np.nan), bins, categorical=is_cat)
+                          for w in X_prev)
         rows.append({
             "feature": f,
-            "psi": psi(r, c, bins, categorical=f in categorical),
-            "ref_mean": float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"),
-            "new_mean": float(np.nanmean(c)) if np.isfinite(c).any() else float("nan"),
+            "psi": value,
+            "natural_psi": natural,
+            "ratio": value / natural if natural > 0 else nan,
+            "ref_mean": float(np.nanmean(r)) if np.isfinite(r).any() else nan,
+            "new_mean": float(np.nanmean(c)) if np.isfinite(c).any() else nan,
         })
-    out = pd.DataFrame(rows, columns=["feature", "psi", "ref_mean", "new_mean"])
+    out = pd.DataFrame(rows, columns=["feature", "psi", "natural_psi", "ratio", "ref_mean", "new_mean"])
     return out.sort_values("psi", ascending=False, kind="mergesort").reset_index(drop=True)
 
 
@@ -205,8 +232,9 @@ def _auc_se(auc: float, n_pos: int, n_neg: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
-def _performance(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """AUC and log loss, the model's own expectation of both, and their standard errors."""
+def _performance(y: np.ndarray, p: np.ndarray, customers: Any) -> dict[str, float]:
+    """AUC and log loss, the model's own expectation of both, and their standard errors (the log loss's
+    clustered by customer, see :func:`mean_se`)."""
     pc = np.clip(p, _PROB_EPS, 1 - _PROB_EPS)
     n = len(y)
     n_pos = int(y.sum())
@@ -220,7 +248,8 @@ def _performance(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "auc_se": _auc_se(auc, n_pos, n - n_pos),
         "log_loss": ll,
         "expected_log_loss": float(_entropy(pc).mean()) if n else float("nan"),
-        "log_loss_se": float(math.sqrt(_loss_variance(pc).sum()) / n) if n else float("nan"),
+        "log_loss_se": mean_se(-(y * np.log(pc) + (1 - y) * np.log1p(-pc)) - _entropy(pc), _loss_variance(pc),
+                               customers),
     }
 
 
@@ -426,8 +455,9 @@ class FeedbackReport:
                 f"({r.rel:+.1%} of control; n {int(r.n_t)} / {int(r.n_c)})"
             )
         if len(self.drift):
-            top = ", ".join(f"{f} {v:.3f}" for f, v in self.drift.head(3)[["feature", "psi"]].itertuples(index=False))
-            lines.append(f"drift (PSI, top 3): {top}")
+            top = ", ".join(f"{f} {v:.3f} ({r:.1f}x natural)"
+                            for f, v, r in self.drift.head(3)[["feature", "psi", "ratio"]].itertuples(index=False))
+            lines.append(f"drift (PSI, top 3): {top}; {int(self.drift['drifted'].sum())} feature(s) drifted")
         new = self.performance.get("period", {})
         lines.append(
             f"period AUC {new.get('auc', float('nan')):.4f} (model expects {new.get('expected_auc', float('nan')):.4f}), "
@@ -440,16 +470,7 @@ class FeedbackReport:
 
     def to_markdown(self) -> str:
         """The report as markdown (Prefect artifact, MLflow)."""
-        def table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
-            if df is None or not len(df):
-                return "_none_"
-            cols = list(df.columns)
-            out = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-            for row in df.itertuples(index=False):
-                cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
-                out.append("| " + " | ".join(cells) + " |")
-            return "\n".join(out)
-
+        table = markdown_table
         verdict = "**retraining triggered**" if self.decision.fire else "no retraining needed"
         perf = pd.DataFrame(self.performance).T.reset_index(names="window")
         parts = [
@@ -466,6 +487,38 @@ class FeedbackReport:
         return "\n".join(parts)
 
 
+def markdown_table(df: pd.DataFrame | None, floatfmt: str = ".4f") -> str:
+    """A DataFrame as a markdown table (floats formatted with ``floatfmt``); ``_none_`` when empty."""
+    if df is None or not len(df):
+        return "_none_"
+    cols = list(df.columns)
+    out = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def mean_se(resid: Any, model_var: Any, cluster: Any) -> float:
+    """Standard error of ``mean(resid)``: the larger of the model-based one, ``sqrt(sum model_var) / n``, and
+    the cluster-robust (CR1) one with clusters ``cluster`` (a customer's offers share the model's error
+    about that customer, so they are not independent draws).
+    """
+    r = np.asarray(resid, dtype=np.float64)
+    n = len(r)
+    if n == 0:
+        return float("nan")
+    model = math.sqrt(float(np.sum(model_var))) / n
+    codes, uniq = pd.factorize(np.asarray(cluster))
+    k = len(uniq)
+    if k < 2:
+        return model
+    centred = r - r.mean()
+    per = np.bincount(codes, weights=centred, minlength=k)
+    robust = math.sqrt(float(np.sum(per**2)) * k / (k - 1)) / n
+    return max(model, robust)
+
+
 def _calibration_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
     g = df.groupby(key, sort=True, observed=True)
     out = pd.DataFrame({
@@ -475,9 +528,9 @@ def _calibration_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
         "realized_profit": g["profit"].sum(),
         "expected_profit": g["expected_profit"].sum(),
     })
-    var = g["p"].apply(lambda s: float(np.sum(s * (1 - s))))
     out["calibration_gap"] = out["realized_conversion"] - out["predicted_conversion"]
-    out["se"] = np.sqrt(var) / out["offers"]
+    out["se"] = g[["accepted", "p", "customer_id"]].apply(
+        lambda d: mean_se(d["accepted"] - d["p"], d["p"] * (1 - d["p"]), d["customer_id"]))
     out["z"] = out["calibration_gap"] / out["se"].where(out["se"] > 0)
     return out.reset_index()
 
@@ -486,13 +539,15 @@ def _drift_features(builder: Any, cfg: FeedbackConfig) -> list[str]:
     return [f for f in builder.feature_names if not any(fnmatch.fnmatchcase(f, pat) for pat in cfg.drift_exclude)]
 
 
-def _check(name: str, value: float, threshold: float, z: float, judged: bool, z_min: float, detail: str,
-           two_sided: bool = True) -> dict[str, Any]:
+def _check(name: str, value: float, threshold: float, evidence: float, judged: bool, evidence_min: float,
+           detail: str, two_sided: bool = True) -> dict[str, Any]:
+    """One row of the trigger table: fires when judged, |value| (or value) > threshold and the evidence
+    (a z score, or for drift the ratio to the natural PSI) beyond ``evidence_min`` (nan: no evidence bar)."""
     size = abs(value) if two_sided else value
-    zz = abs(z) if two_sided else z
-    fired = bool(judged and np.isfinite(size) and size > threshold and (not np.isfinite(z) or zz > z_min))
-    return {"check": name, "value": value, "threshold": threshold, "z": z, "judged": judged, "fired": fired,
-            "detail": detail}
+    ev = abs(evidence) if two_sided else evidence
+    fired = bool(judged and np.isfinite(size) and size > threshold and (not np.isfinite(evidence) or ev > evidence_min))
+    return {"check": name, "value": value, "threshold": threshold, "evidence": evidence, "evidence_min": evidence_min,
+            "judged": judged, "fired": fired, "detail": detail}
 
 
 def compute_feedback(
@@ -524,6 +579,12 @@ def compute_feedback(
     n_ref = min(cfg.reference_offers, max(int(math.ceil(config.model.test_share * len(old))), 1))
     ref = old.tail(n_ref).reset_index(drop=True)
     X_ref = offer_features(builder, tables, ref)
+    X_prev = []  # up to psi_natural_windows full windows of n_ref offers before the reference window
+    for k in range(1, cfg.psi_natural_windows + 1):
+        lo, hi = len(old) - (k + 1) * n_ref, len(old) - k * n_ref
+        if lo < 0:
+            break
+        X_prev.append(offer_features(builder, tables, old.iloc[lo:hi].reset_index(drop=True)))
     p_ref = np.clip(model.predict_proba(X_ref), _PROB_EPS, 1 - _PROB_EPS)
     y_ref = ref["accepted"].to_numpy(dtype=np.float64)
 
@@ -551,7 +612,7 @@ def compute_feedback(
         "realized_conversion": float(y.mean()),
         "predicted_conversion": float(p.mean()),
         "calibration_gap": float(y.mean() - p.mean()),
-        "calibration_se": float(math.sqrt(np.sum(p * (1 - p))) / n),
+        "calibration_se": mean_se(y - p, p * (1 - p), df["customer_id"].to_numpy()),
         "realized_profit": float(df["profit"].sum()),
         "expected_profit": float(df["expected_profit"].sum()),
         "realized_profit_per_offer": float(df["profit"].mean()),
@@ -581,8 +642,11 @@ def compute_feedback(
     from pricing.features import CATEGORICAL_FEATURES
 
     features = _drift_features(builder, cfg)
-    drift = psi_table(X_ref, X_new, features, cfg.psi_bins, tuple(CATEGORICAL_FEATURES))
-    perf_new, perf_ref = _performance(y, p), _performance(y_ref, p_ref)
+    drift = psi_table(X_ref, X_new, features, cfg.psi_bins, tuple(CATEGORICAL_FEATURES), X_prev)
+    natural_ok = drift["ratio"].isna() | (drift["ratio"] > cfg.psi_natural_factor)
+    drift.insert(4, "drifted", (drift["psi"] > cfg.max_psi) & natural_ok)
+    perf_new = _performance(y, p, df["customer_id"].to_numpy())
+    perf_ref = _performance(y_ref, p_ref, ref["customer_id"].astype(str).to_numpy())
     performance = {"period": perf_new, "reference": perf_ref}
     if model_info and model_info.get("training_metrics"):
         tm = model_info["training_metrics"]
@@ -598,7 +662,7 @@ def compute_feedback(
     period = {
         "start": str(t.min()), "end": str(t.max()), "days": float((t.max() - t.min()) / pd.Timedelta(days=1)),
         "reference_offers": int(n_ref), "trained_until": str(until), "model_age_days": float(age),
-        "drifting_features": int((drift["psi"] > cfg.max_psi).sum()),
+        "drifting_features": int(drift["drifted"].sum()),
         "price_book_mode": book.manifest.get("mode"), "experiment": bool(has_groups),
     }
 
@@ -624,12 +688,14 @@ def compute_feedback(
             z_min, f"segment {row['segment_id']}: realized {row['realized_conversion']:.4f} vs predicted "
             f"{row['predicted_conversion']:.4f} over {int(row['offers'])} offers "
             f"({len(judged_seg)} segments with >= {cfg.min_offers_per_cell} offers judged)"))
-    top = drift.iloc[0] if len(drift) else None
+    drifted = drift[drift["drifted"]]
+    top = drifted.iloc[0] if len(drifted) else (drift.iloc[0] if len(drift) else None)
     checks.append(_check(
-        "drift (max PSI)", float(top["psi"]) if top is not None else float("nan"), cfg.max_psi, float("nan"), enough,
-        z_min, (f"{top['feature']}: mean {top['ref_mean']:.4g} -> {top['new_mean']:.4g}; "
-                f"{period['drifting_features']} feature(s) over {cfg.max_psi}") if top is not None else "no features",
-        two_sided=False))
+        "drift (max PSI)", float(top["psi"]) if top is not None else float("nan"), cfg.max_psi,
+        float(top["ratio"]) if top is not None else float("nan"), enough, cfg.psi_natural_factor,
+        (f"{top['feature']}: PSI {top['psi']:.3f}, {top['ratio']:.1f}x its natural PSI {top['natural_psi']:.3f}; "
+         f"mean {top['ref_mean']:.4g} -> {top['new_mean']:.4g}; {period['drifting_features']} feature(s) drifted")
+        if top is not None else "no features", two_sided=False))
     auc_drop = (perf_new["expected_auc"] - perf_new["auc"]) - (perf_ref["expected_auc"] - perf_ref["auc"])
     auc_se = math.hypot(perf_new["auc_se"], perf_ref["auc_se"])
     checks.append(_check(
@@ -646,8 +712,7 @@ def compute_feedback(
         "model age (days)", float(age), cfg.max_model_age_days, float("nan"), True, z_min,
         f"trained on data up to {until.date()}, period ends {t.max().date()}", two_sided=False))
     check_df = pd.DataFrame(checks)
-    reasons = [f"{r.check}: {r.value:+.4f} beyond {r.threshold:g}" + (f" (z {r.z:+.1f})" if np.isfinite(r.z) else "")
-               + f" - {r.detail}" for r in check_df.itertuples() if r.fired]
+    reasons = [f"{r.check}: {r.value:+.4f} beyond {r.threshold:g} - {r.detail}" for r in check_df.itertuples() if r.fired]
     decision = RetrainDecision(fire=bool(check_df["fired"].any()), reasons=reasons, checks=check_df)
     return FeedbackReport(
         period=period, overall=overall, by_group=by_group, by_segment=by_segment, by_bundle=by_bundle,
