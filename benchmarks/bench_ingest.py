@@ -14,11 +14,84 @@ import argparse
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import Recorder
+from benchmarks.measure import Recorder, Stage
+
+
+@contextmanager
+def _unmeasured(name: str, **_extra):
+    yield Stage(name)
+
+
+def simulate_to(data: Path, size: str, seed: int, fmt: str, rec: Recorder) -> None:
+    """Simulate a market and write its tables into ``data`` (measured per step)."""
+    from pricing.contract import TABLE_ORDER
+    from pricing.io import write_table
+    from pricing.simulator import generate_market, generate_tables
+
+    if data.exists():
+        shutil.rmtree(data)
+    print(f"simulating {size} market into {data}")
+    with rec.stage("simulate: market"):
+        market = generate_market(size, seed=seed)
+    with rec.stage("simulate: tables (in memory)"):
+        tables = generate_tables(market)
+    for name in TABLE_ORDER:
+        with rec.stage(f"simulate: write {name}", rows=len(tables[name])):
+            write_table(tables[name], data, name, fmt)
+
+
+def ingest_into(data: Path, out: Path, rec: Recorder, per_table: bool = True) -> tuple[Path, float]:
+    """Ingest + validate ``data`` into a snapshot under ``out`` as flows/ingest.py does, without Prefect.
+
+    Returns (snapshot folder, total seconds). ``per_table``: one measured stage per table and step;
+    else one stage for the whole ingestion.
+    """
+    import contextlib
+
+    import pandas as pd
+
+    from expectations.runner import SuiteRunner
+    from pricing import ingest as ing
+    from pricing.config import load_config
+    from pricing.contract import TABLE_ORDER
+
+    cfg = load_config().ingest
+    if out.exists():
+        shutil.rmtree(out)
+    print(f"ingesting {data}")
+    t0 = time.perf_counter()
+    outer = contextlib.nullcontext() if per_table else rec.stage("ingest + validate (all tables)")
+    step = rec.stage if per_table else _unmeasured
+    with outer:
+        with step("ingest: fingerprint inputs"):
+            fp = ing.input_fingerprint(data, cfg)
+        runner = SuiteRunner(out / "gx")
+        limit = ing.now_limit(cfg)
+        keys: dict = {}
+        validated = {}
+        reports = {}
+        for name in TABLE_ORDER:
+            with step(f"ingest: read+type {name}") as st:
+                prep = ing.prepare_table(data, name, cfg)
+                st.extra["rows"] = 0 if prep is None else len(prep.typed)
+            if prep is None:
+                continue
+            with step(f"ingest: GX suite + decide {name}"):
+                vt = ing.decide(prep, ing.validate_table(prep, runner, keys, limit), cfg)
+            validated[name], reports[name] = vt, vt.report
+            keys.update(ing.parent_keys_of(vt))
+            del prep
+        summary = ing.IngestSummary(str(data), fp, None, reports, created_at=pd.Timestamp.now(tz="UTC").isoformat())
+        with step("ingest: Data Docs"):
+            runner.build_data_docs()
+        with step("ingest: write snapshot"):
+            snapshot = ing.write_snapshot(validated, out, summary)
+    return snapshot, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -30,63 +103,12 @@ def main() -> None:
     ap.add_argument("--format", default="csv", choices=["csv", "parquet"])
     args = ap.parse_args()
 
-    import pandas as pd
-
-    from pricing import ingest as ing
-    from pricing.config import load_config
-    from pricing.contract import TABLE_ORDER
-    from pricing.io import write_table
-
     rec = Recorder()
     data = args.data
     if data is None:
-        from pricing.simulator import generate_market, generate_tables
-
         data = args.work / f"data-{args.size}"
-        if data.exists():
-            shutil.rmtree(data)
-        print(f"simulating {args.size} market into {data}")
-        with rec.stage("simulate: market"):
-            market = generate_market(args.size, seed=args.seed)
-        with rec.stage("simulate: tables (in memory)"):
-            tables = generate_tables(market)
-        for name in TABLE_ORDER:
-            with rec.stage(f"simulate: write {name}", rows=len(tables[name])):
-                write_table(tables[name], data, name, args.format)
-        del tables, market
-
-    from expectations.runner import SuiteRunner
-
-    cfg = load_config().ingest
-    out = args.work / f"ingest-{args.size}"
-    if out.exists():
-        shutil.rmtree(out)
-    print(f"ingesting {data}")
-    t0 = time.perf_counter()
-    with rec.stage("ingest: fingerprint inputs"):
-        fp = ing.input_fingerprint(data, cfg)
-    runner = SuiteRunner(out / "gx")
-    limit = ing.now_limit(cfg)
-    keys: dict = {}
-    validated = {}
-    reports = {}
-    for name in TABLE_ORDER:
-        with rec.stage(f"ingest: read+type {name}") as st:
-            prep = ing.prepare_table(data, name, cfg)
-            st.extra["rows"] = 0 if prep is None else len(prep.typed)
-        if prep is None:
-            continue
-        with rec.stage(f"ingest: GX suite + decide {name}"):
-            vt = ing.decide(prep, ing.validate_table(prep, runner, keys, limit), cfg)
-        validated[name], reports[name] = vt, vt.report
-        keys.update(ing.parent_keys_of(vt))
-        del prep
-    summary = ing.IngestSummary(str(data), fp, None, reports, created_at=pd.Timestamp.now(tz="UTC").isoformat())
-    with rec.stage("ingest: Data Docs"):
-        runner.build_data_docs()
-    with rec.stage("ingest: write snapshot"):
-        ing.write_snapshot(validated, out, summary)
-    total = time.perf_counter() - t0
+        simulate_to(data, args.size, args.seed, args.format, rec)
+    _snapshot, total = ingest_into(data, args.work / f"ingest-{args.size}", rec)
     print(f"\ningest + validate total: {total:.1f} s\n")
     print(rec.table())
     rec.save(Path(__file__).parent / "out" / f"ingest-{args.size}.json", size=args.size, ingest_total_s=total)

@@ -19,6 +19,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.measure import Recorder
 
 
+def features_and_train(tables: dict, config, rec: Recorder):
+    """Point-in-time features for every offer, then the model, as flows/train.py runs them (measured)."""
+    from pricing.features import PRICE_FEATURES
+    from pricing.model import train_model
+    from pricing.training import build_training_data
+
+    with rec.stage("features (builder + every offer)") as st:
+        data = build_training_data(tables, config)
+        st.extra["shape"] = f"{data.X.shape[0]}x{data.X.shape[1]}"
+    with rec.stage("train (LightGBM + calibration + metrics)") as st:
+        result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
+        m = result.metrics
+        st.extra.update({k: round(float(m[k]), 4) for k in ("test_auc", "test_log_loss", "test_ece", "best_iteration")})
+    return data, result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="bench", choices=["tiny", "default", "bench"])
@@ -28,13 +44,10 @@ def main() -> None:
     ap.add_argument("--override", default=None, help='config overrides as JSON, e.g. \'{"model": {"learning_rate": 0.1}}\'')
     args = ap.parse_args()
 
-    from pricing.config import load_config
-    from pricing.features import PRICE_FEATURES
-    from pricing.ingest import latest_snapshot, load_snapshot
-    from pricing.model import train_model
-    from pricing.training import build_training_data
-
     import json
+
+    from pricing.config import load_config
+    from pricing.ingest import latest_snapshot, load_snapshot
 
     config = load_config(overrides=json.loads(args.override) if args.override else None)
     rec = Recorder()
@@ -51,13 +64,7 @@ def main() -> None:
             del market
         st.extra["offers"] = len(tables["offers"])
         st.extra["events"] = len(tables.get("events", ()))
-    with rec.stage("features (builder + every offer)") as st:
-        data = build_training_data(tables, config)
-        st.extra["shape"] = f"{data.X.shape[0]}x{data.X.shape[1]}"
-    with rec.stage("train (LightGBM + calibration + metrics)") as st:
-        result = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
-        m = result.metrics
-        st.extra.update({k: round(float(m[k]), 4) for k in ("test_auc", "test_log_loss", "test_ece", "best_iteration")})
+    features_and_train(tables, config, rec)
     print()
     print(rec.table())
     rec.save(Path(__file__).parent / "out" / f"train-{args.size}.json", size=args.size, override=args.override)
