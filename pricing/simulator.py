@@ -64,6 +64,9 @@ then with 0.75), a random extra
 product with 0.12) plus one order per accepted offer (a line per bundle item, ``unit_price``
 allocating the offered price in proportion to list prices). Events: views (``duration_s`` lognormal
 by type), searches (``query`` = type-dependent modifier + category noun) and add-to-cart.
+Inventory (products table): 15 % of products are not limited; the others hold a negative-binomial
+stock (mean ~100), never less than two peak weeks of their expected bundle sales at list price (a shop
+stocks what sells), so the inventory rule can bind but can always be met.
 Competitor prices: 2-3 competitors, each carries ~85 % of products at an AR(1) log-price random walk
 around ``list_price * exp(level_k + product offset)``; paths continue ``future_days`` after
 ``end_date`` so future offers (:func:`play_forward`) can be judged. The table is written every
@@ -242,7 +245,8 @@ _EXTRA_ITEM_P = 0.12
 
 # seeds of the components (np.random.default_rng([seed, component]))
 _RNG_MARKET, _RNG_EVENTS, _RNG_ORDERS, _RNG_OFFERS, _RNG_ACCEPT, _RNG_BUNDLE_ORDERS = 1, 2, 3, 4, 5, 6
-_RNG_COMPETITORS, _RNG_SHIFT, _RNG_TRAFFIC, _RNG_PLAY = 7, 8, 9, 10
+_RNG_COMPETITORS, _RNG_SHIFT, _RNG_TRAFFIC, _RNG_PLAY, _RNG_STOCK = 7, 8, 9, 10, 11
+_STOCK_COVER = 2.0  # stock covers at least this many peak weeks of bundle sales at list price
 
 
 def _rng(seed: int, component: int) -> np.random.Generator:
@@ -624,7 +628,7 @@ def generate_market(size: str | MarketSize = "default", seed: int = 7, end_date:
     comp[~carried] = np.nan
     del eps, walk
 
-    return Market(
+    market = Market(
         size=sz, seed=int(seed), start_date=start, end_date=end, category_names=cat_names,
         customer_ids=_ids("C", n_c, 7), customer_type=ctype, region=region, signup_day=signup,
         alpha=alpha, wtp=wtp, eta=eta, lam=lam, cat_pref=cat_pref, event_rate=event_rate,
@@ -634,6 +638,30 @@ def generate_market(size: str | MarketSize = "default", seed: int = 7, end_date:
         groups=groups, bundle_ids=_ids("B", n_b, 5), bundle_items=items, complementarity=compl,
         is_complementary=is_comp, competitor_names=np.array(COMPETITORS[:n_k]), competitor_price=comp,
     )
+    # a shop stocks what sells: no product's stock falls short of its bundle sales at list price
+    floor = np.ceil(_STOCK_COVER * _peak_week_units_at_list(market)) + 1.0
+    return replace(market, inventory=np.where(np.isnan(inventory), np.nan, np.maximum(inventory, floor)))
+
+
+def _peak_week_units_at_list(market: Market, days: int = 28) -> np.ndarray:
+    """Expected bundle units per product in the busiest week of the calendar with every bundle at list price.
+
+    Estimated from a sample of the last ``days`` of the history's traffic (its own random stream), scaled
+    to a week and to the peak weekly traffic of the calendar (black-friday week).
+    """
+    rng = _rng(market.seed, _RNG_STOCK)
+    first = max(market.n_days - days, 0)
+    days = market.n_days - first
+    n = max(int(round(market.size.n_offers * _window_share(market, first, days))), 1)
+    ci, bi, secs = _traffic_idx(market, rng, first, days, n)
+    day = (secs - int(market.start_date.value // 10**9)) // 86400
+    prob = true_accept_prob(market, ci, bi, market.bundle_list[bi], day)
+    k, prod, _ = _bundle_lines(market, bi, market.bundle_list[bi])
+    units = np.bincount(prod, weights=prob[k], minlength=market.n_products) * 7.0 / days
+    weights = _traffic_weight(_day_dates(market, np.arange(market.n_days_total)))
+    weekly = np.convolve(weights, np.ones(7), mode="valid")
+    window = weights[first:first + days].sum() * 7.0 / days
+    return units * float(weekly.max() / window)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1203,6 +1231,9 @@ def play_price_book(
 ) -> dict[str, pd.DataFrame]:
     """Play a published price book (with its experiment groups) forward for ``days`` from ``start``.
 
+    The period starts on the first midnight at or after ``start`` (a book priced for 23:59:59 of the
+    history's last day is played from the next day), so it never overlaps the history it was priced on.
+
     The period's traffic comes from :func:`sample_traffic` (``n_offers``; default: the history's offer
     rate continued over the period, with its seasonal traffic), every shown offer gets the price its customer's group gets
     (:func:`pricing.experiment.offer_prices`: treatment the book's price, control the control price,
@@ -1221,7 +1252,7 @@ def play_price_book(
     day0 = pd.Timestamp(start)
     if day0.tzinfo is not None:
         day0 = day0.tz_convert("UTC").tz_localize(None)
-    day0 = day0.normalize()
+    day0 = day0.ceil("D")  # the period's first full day: no offer of the period lies before ``start``
     first = int(_day_offsets(market, day0))
     if first < 0 or first + int(days) > market.n_days_total:
         raise ValueError(

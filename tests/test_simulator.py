@@ -355,3 +355,36 @@ def test_simulate_writes_readable_files(tmp_path, market):
     np.testing.assert_array_equal(back.wtp, market.wtp)
     pq = simulate(tmp_path / "pq", size="tiny", seed=SEED, fmt="parquet")
     assert pq["orders"].suffix == ".parquet" and len(read_raw_table(pq["orders"], "orders")) > 0
+
+
+def _list_price_book(market):
+    from pricing.pricebook import PriceBook
+
+    bp = pd.DataFrame({"bundle_id": market.bundle_ids, "segment_id": "S0", "price": market.bundle_list,
+                       "list_price": market.bundle_list, "unit_cost": market.bundle_cost,
+                       "expected_conversion": 0.1, "expected_profit": 1.0})
+    seg = pd.DataFrame({"customer_id": market.customer_ids, "segment_id": "S0"})
+    empty = pd.DataFrame(columns=["customer_id", "bundle_id", "price", "expected_conversion", "expected_profit"])
+    return PriceBook(bp, seg, empty, {"mode": "optimized"})
+
+
+def test_a_played_period_starts_on_the_first_midnight_after_the_pricing_time(market):
+    from pricing.simulator import play_price_book
+
+    priced_for = market.end_time - pd.Timedelta(seconds=1)  # a book priced just after the history's last row
+    played = play_price_book(market, _list_price_book(market), priced_for, 3, seed=4, with_behaviour=False)
+    t = pd.to_datetime(played["offers"]["offer_time"], utc=True)
+    assert len(t) > 0 and t.min() >= market.end_time and t.max() < market.end_time + pd.Timedelta(days=3)
+    again = play_price_book(market, _list_price_book(market), market.end_time, 3, seed=4, with_behaviour=False)
+    pd.testing.assert_frame_equal(played["offers"], again["offers"])  # a midnight start is the same period
+
+
+def test_stock_covers_peak_bundle_sales_at_list_price(market):
+    from pricing.simulator import _STOCK_COVER, _peak_week_units_at_list
+
+    limited = ~np.isnan(market.inventory)
+    assert 0 < limited.mean() < 1, "some products are not limited, most are"
+    need = _STOCK_COVER * _peak_week_units_at_list(market)
+    assert np.all(market.inventory[limited] >= need[limited])
+    in_bundles = np.unique(market.bundle_items[market.bundle_items >= 0])
+    assert (need[in_bundles] > 0).all() and (need[np.setdiff1d(np.arange(market.n_products), in_bundles)] == 0).all()
