@@ -97,6 +97,11 @@ class ModelConfig(_Section):
     min_rows: int = Field(500, ge=10, description="fewer offers than this: training stops with a message")
     min_positives: int = Field(20, ge=1, description="fewer accepted (or declined) offers than this: stop")
     n_threads: int = Field(2, ge=1)
+    refit_on_all: bool = Field(
+        True,
+        description="after early stopping picked the number of trees on the time split, refit that many trees on "
+        "every offer (the latest ones included); metrics stay those of the split model",
+    )
     seed: int = 7
 
 
@@ -182,6 +187,9 @@ class PriceBookConfig(_Section):
     interval_z: float = Field(1.645, gt=0, description="width of the acceptance band (z of a normal; 1.645: 90%)")
     holdout_offers: int = Field(20_000, ge=100, description="latest offers used to measure the model's error band")
     period_days: int = Field(7, ge=1, description="planning period of a price book: offers per customer are measured over it")
+    traffic_window_days: int = Field(
+        28, ge=1, description="days of the offers log that estimate each bundle's offers per period (scaled to period_days)"
+    )
     personalize: bool = Field(True, description="personal prices for each customer's top bundles")
     candidates_per_customer: int = Field(
         15, ge=1, description="candidate bundles scored per customer (most profit at stake: exposure x segment profit)"
@@ -278,6 +286,9 @@ class PromotionConfig(_Section):
 
     holdout_offers: int = Field(
         20_000, ge=100, description="latest offers of the snapshot both models are scored on (at most model.test_share of them)"
+    )
+    min_holdout_offers: int = Field(
+        1_000, ge=50, description="fewer holdout offers after both models' training data: the review is deferred"
     )
     profit_requests: int = Field(
         2_000, ge=50, description="holdout offers (customer, bundle, time) sampled to value each model's price choices"

@@ -100,15 +100,24 @@ class PriceBook:
         return write_price_book(self, out_dir)
 
 
-def offers_rate(tables: dict[str, pd.DataFrame], cat: Catalog, n_customers: int, period_days: int) -> np.ndarray:
-    """Expected offers of each bundle per customer in a period, from the recent offers log."""
+def offers_rate(tables: dict[str, pd.DataFrame], cat: Catalog, n_customers: int, period_days: int,
+                window_days: int | None = None) -> np.ndarray:
+    """Expected offers of each bundle per customer in a period of ``period_days``, from the recent offers log.
+
+    Counted over the latest ``window_days`` (default ``period_days``) of the log, or the whole log when
+    it is shorter, and scaled to the period: a longer window steadies the estimate for rarely shown
+    bundles (their inventory and budget usage rests on it).
+    """
     offers = tables.get("offers")
     if offers is None or not len(offers):
         return np.full(len(cat.bundle_ids), 1.0 / max(len(cat.bundle_ids), 1))
     end = offers["offer_time"].max()
-    recent = offers[offers["offer_time"] > end - pd.Timedelta(days=period_days)]
+    window = pd.Timedelta(days=window_days or period_days)
+    covered = min(window, end - offers["offer_time"].min())
+    covered_days = max(covered / pd.Timedelta(days=1), 1.0)
+    recent = offers[offers["offer_time"] > end - window]
     counts = recent["bundle_id"].astype(str).value_counts().reindex(cat.bundle_ids, fill_value=0).to_numpy()
-    rate = counts / max(n_customers, 1)
+    rate = counts / max(n_customers, 1) * (period_days / covered_days)
     floor = max(rate[rate > 0].min() if (rate > 0).any() else 1.0 / max(n_customers, 1), 1e-9)
     return np.where(rate > 0, rate, floor)
 
@@ -317,7 +326,7 @@ def build_price_book(
     acc_high = np.clip(acc_mean + band, 0.0, 1.0)
     acc_mean = np.where(np.isfinite(ladder.prices)[None], acc_mean, np.nan)
 
-    rate = offers_rate(tables, cat, C, pb.period_days)
+    rate = offers_rate(tables, cat, C, pb.period_days, pb.traffic_window_days)
     problem = SegmentProblem(
         bundle_ids=cat.bundle_ids,
         segment_ids=seg_ids,

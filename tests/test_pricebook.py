@@ -99,3 +99,20 @@ def test_a_failed_write_leaves_the_previous_book_and_no_temporary_folder(tmp_pat
     monkeypatch.undo()
     assert read_price_book(out).bundle_prices["price"].tolist() == [10.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prices"]
+
+
+def test_offers_rate_averages_a_longer_window_and_scales_it_to_the_period():
+    from pricing.pricebook import offers_rate
+
+    tables = _tables()
+    cat = catalog(tables)
+    end = pd.Timestamp("2026-09-30 12:00", tz="UTC")
+    # AA: 28 offers spread evenly over 28 days (one a day); BB: 7 offers all in the last week; AC, BC: none
+    times = [end - pd.Timedelta(days=d) for d in range(28)] + [end - pd.Timedelta(hours=h) for h in range(0, 140, 20)]
+    tables["offers"] = pd.DataFrame({"offer_time": times, "bundle_id": ["AA"] * 28 + ["BB"] * 7})
+    rate = dict(zip(cat.bundle_ids, offers_rate(tables, cat, n_customers=10, period_days=7, window_days=28)))
+    assert np.isclose(rate["AA"], 7 / 10 * 28 / 27.0)  # 28 offers over the 27 days the log covers, per week
+    assert np.isclose(rate["BB"], 7 / 10 * 7 / 27.0)
+    assert rate["AC"] == rate["BC"] == min(rate["AA"], rate["BB"])  # unseen bundles get the smallest seen rate
+    week = dict(zip(cat.bundle_ids, offers_rate(tables, cat, n_customers=10, period_days=7)))
+    assert np.isclose(week["BB"], 0.7) and np.isclose(week["AA"], 0.7)  # the last 7 days only (the old estimate)
