@@ -484,6 +484,10 @@ class AcceptanceModel:
     #: constant beyond the training range, so a price optimiser should stay inside it (revenue grows
     #: without bound where acceptance is flat).
     price_feature_ranges: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: time of the latest offer the model was fitted on (trees, early stopping or calibration), ISO
+    #: format; None when unknown (older models, or times that are not timestamps). A fair comparison of
+    #: two models uses only offers after it (:func:`pricing.promotion.review`).
+    fitted_until: str | None = None
 
     # -- prediction ---------------------------------------------------------------------------------
     @property
@@ -544,6 +548,7 @@ class AcceptanceModel:
             "best_iteration": int(self.best_iteration),
             "calibrator": self.calibrator_to_dict(),
             "price_feature_ranges": {k: dict(v) for k, v in self.price_feature_ranges.items()},
+            "fitted_until": self.fitted_until,
         }
 
     @classmethod
@@ -561,6 +566,7 @@ class AcceptanceModel:
                 k: {q: float(x) for q, x in v.items()}
                 for k, v in (d.get("price_feature_ranges") or {}).items()
             },
+            fitted_until=d.get("fitted_until"),
         )
 
 
@@ -717,6 +723,7 @@ def _fit_on_dask(
     X_va: pd.DataFrame,
     y_va: np.ndarray,
     categorical: Sequence[str],
+    cut: bool = True,
 ) -> tuple[lightgbm.LGBMClassifier, int, list[float]]:
     """Grow the trees with ``lightgbm.DaskLGBMClassifier`` (data-parallel over the Dask workers).
 
@@ -753,12 +760,44 @@ def _fit_on_dask(
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(dX, dy, categorical_feature=list(categorical) or "auto")
     clf = model.to_local()
+    if not cut:  # a refit with a fixed number of trees: no validation curve
+        return clf, int(cfg.n_estimators), []
     curve = validation_log_loss_curve(clf.booster_, X_va, y_va)
     best = early_stopping_iteration(curve, cfg.early_stopping_rounds)
     # keep the first `best` trees only, as lightgbm.train does after early stopping (the logged model
     # then predicts the same through any interface, MLflow's included)
     clf.booster_.model_from_string(clf.booster_.model_to_string(num_iteration=best))
     return clf, best, [float(v) for v in curve]
+
+
+def _price_ranges(X: pd.DataFrame, present: Mapping[str, int], rows: np.ndarray) -> dict[str, dict[str, float]]:
+    ranges = {}
+    for k in present:
+        col = X[k].to_numpy(dtype="float64", na_value=np.nan)[rows]
+        q = np.nanquantile(col, [0.0, 0.01, 0.99, 1.0]) if np.isfinite(col).any() else [np.nan] * 4
+        ranges[k] = {"min": float(q[0]), "q01": float(q[1]), "q99": float(q[2]), "max": float(q[3])}
+    return ranges
+
+
+def _latest_time(times: Any, rows: np.ndarray) -> str | None:
+    """ISO time of the latest of ``times[rows]``, or None when they are not timestamps."""
+    t = pd.Series(times).reset_index(drop=True)[rows]
+    if not len(t) or not (pd.api.types.is_datetime64_any_dtype(t) or isinstance(t.iloc[0], pd.Timestamp)):
+        return None
+    return pd.Timestamp(t.max()).isoformat()
+
+
+def _refit(cfg: ModelConfig, constraints: list[int], X: pd.DataFrame, labels: np.ndarray,
+           categorical: Sequence[str], n_trees: int, dask_client: Any | None) -> lightgbm.LGBMClassifier:
+    """``n_trees`` trees with the same parameters on every row (locally, or on the Dask cluster)."""
+    fixed = cfg.model_copy(update={"n_estimators": int(n_trees)})
+    if dask_client is None:
+        clf = _classifier(fixed, constraints)
+        clf.fit(X, labels, categorical_feature=list(categorical) or "auto")
+        return clf
+    clf, _best, _curve = _fit_on_dask(dask_client, fixed, constraints, X, labels, X.iloc[:0], labels[:0],
+                                      categorical, cut=False)
+    return clf
 
 
 def train_model(
@@ -810,11 +849,7 @@ def train_model(
         clf, best, curve_vals = _fit_on_dask(
             dask_client, cfg, constraints, X.iloc[np.flatnonzero(tr)], labels[tr], X_va, y_va, categorical
         )
-    ranges = {}
-    for k in present:
-        col = X[k].to_numpy(dtype="float64", na_value=np.nan)[tr]
-        q = np.nanquantile(col, [0.0, 0.01, 0.99, 1.0]) if np.isfinite(col).any() else [np.nan] * 4
-        ranges[k] = {"min": float(q[0]), "q01": float(q[1]), "q99": float(q[2]), "max": float(q[3])}
+    ranges = _price_ranges(X, present, tr)
     model = AcceptanceModel(
         classifier=clf,
         calibrator=None,
@@ -851,6 +886,16 @@ def train_model(
             tab.insert(0, "split", split)
             tables.append(tab)
     metrics.update(decision.metrics())
+    model.fitted_until = _latest_time(times, np.ones(len(X), dtype=bool) if cfg.refit_on_all else tr | va)
+    metrics["refit_on_all"] = float(cfg.refit_on_all)
+    if cfg.refit_on_all:
+        # the number of trees and the calibration were chosen on the time split; the published trees are
+        # grown on every offer, so the latest ones (after a market shift: the only ones that show it)
+        # shape the model. The metrics above describe the split model (the honest out-of-sample ones).
+        clf = _refit(cfg, constraints, X, labels, categorical, best, dask_client)
+        model.classifier = clf
+        model.price_feature_ranges = _price_ranges(X, present, np.ones(len(X), dtype=bool))
+        metrics["refit_n"] = float(len(X))
 
     booster = clf.booster_
     importance = (

@@ -247,6 +247,27 @@ def test_early_stopping_time_split_and_metrics(trained, offers):
     assert -0.06 < rng["min"] < rng["q01"] < rng["q99"] < rng["max"] < 0.46
 
 
+def test_refit_on_all_keeps_the_selection_and_learns_the_latest_offers():
+    """The number of trees and the metrics come from the time split; the published trees are grown on
+    every offer, so a drift in the latest offers (no feature explains it) shows in the refit model."""
+    X, y, t, _ = make_offers(drift=0.8)
+    split = train_model(X, y, t, PRICE_FEATURES, fast_cfg(refit_on_all=False, calibration="none"))
+    refit = train_model(X, y, t, PRICE_FEATURES, fast_cfg(refit_on_all=True, calibration="none"))
+    tr, va, te = (refit.splits[k] for k in ("train", "valid", "test"))
+    assert refit.metrics["best_iteration"] == split.metrics["best_iteration"]
+    assert refit.metrics["test_log_loss"] == split.metrics["test_log_loss"], "metrics describe the split model"
+    assert refit.metrics["refit_n"] == len(X) and split.metrics["refit_on_all"] == 0.0
+    assert refit.model.booster.num_trees() == refit.model.best_iteration
+    assert pd.Timestamp(refit.model.fitted_until) == t.max()
+    assert pd.Timestamp(split.model.fitted_until) == t[tr | va].max() < t[te].min()
+    latest = y[te].mean()  # no feature tells drifted rows apart: the refit moves part of the way (30 % of its rows)
+    gap_split = abs(split.model.predict_proba(X[te]).mean() - latest)
+    gap_refit = abs(refit.model.predict_proba(X[te]).mean() - latest)
+    assert gap_split > 0.1 and gap_refit < gap_split - 0.02, (gap_split, gap_refit)
+    rows = X.sample(300, random_state=2)
+    assert check_monotone(refit.model, rows, price_cols, price_grid(rows)).ok(1e-12)
+
+
 def test_contributions_sum_to_raw_log_odds(trained, offers):
     X = offers[0].iloc[:500]
     model = trained.model
