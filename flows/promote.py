@@ -14,7 +14,9 @@
       within ``promotion.approval_timeout_s``: nothing changes.
 
 Nothing to review (no champion or challenger, or both the same version) ends the run with a clear
-message and no alias change. ``bundle-pricing rollback`` undoes a promotion.
+message and no alias change. The holdout holds only offers after both models' training data; with fewer
+than ``promotion.min_holdout_offers`` of them (a challenger just trained on the latest data) the review
+is **deferred**: outcome ``deferred``, no alias change; run it again once a newer period is ingested. ``bundle-pricing rollback`` undoes a promotion.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def promote_flow(
             instead (the command line then asks in the terminal).
         approval_timeout_s: how long to wait (default: ``promotion.approval_timeout_s``).
 
-    Returns ``{"outcome": promoted | rejected | needs_approval | no_decision | nothing_to_review, ...}``.
+    Returns ``{"outcome": promoted | rejected | needs_approval | no_decision | nothing_to_review | deferred, ...}``.
     """
     from flows.ingest import default_out_dir, ingest_flow
 
@@ -126,6 +128,12 @@ def promote_flow(
     challenger = t.load_contender(config, "challenger", chal)
     rev = t.run_review(tables, champion, challenger, config, str(truth) if truth else None,
                        cfg.auto_approve if auto_approve is None else auto_approve)
+    if isinstance(rev, str):  # too few offers after the models' training data: nothing is decided yet
+        print(f"review deferred: {rev}")
+        create_markdown_artifact(f"# Review deferred\n\n{rev}\n\nNo alias changed.", key=t.REVIEW_ARTIFACT,
+                                 description="review deferred")
+        return {"outcome": "deferred", "message": rev, "model_name": name, "champion_version": champ,
+                "challenger_version": chal, "snapshot_dir": snapshot_dir}
     published = t.publish_review(rev, config, flow_run.get_id())
     run_id = published["review_run_id"]
     result: dict[str, Any] = {

@@ -3,10 +3,13 @@
 Comparison (:func:`review`), both models on the SAME recent holdout of a validated snapshot:
 
 1. **Holdout** (:func:`holdout_offers`): the latest ``promotion.holdout_offers`` offers, at most the
-   latest ``model.test_share`` of them, so for a model trained on this snapshot the holdout lies inside
-   its own held-out test split (never used for fitting, early stopping or calibration); an older model
-   never saw these offers. A model whose feature cut-off (start of its validation period) lies after the
-   holdout start was fitted on part of it: the review says so.
+   latest ``model.test_share`` of them, and only those **after the training data of both models**
+   (``AcceptanceModel.fitted_until``: the end of the validation split, or of all offers for a model
+   refitted on every offer, ``model.refit_on_all``), so neither model was fitted, early-stopped or
+   calibrated on them. With fewer than ``promotion.min_holdout_offers`` such offers the review is
+   deferred (:class:`ReviewDeferred`): a challenger trained on the latest data is reviewed on the next
+   period. Models without the record (older versions) fall back to the test-split rule; one whose
+   feature cut-off lies after the holdout start was fitted on part of it: the review says so.
 2. **Prediction quality**: each model builds the holdout's features with its OWN feature builder
    (:func:`pricing.features.offer_training_frame`) and is scored on the realized outcomes: log loss,
    AUC, Brier, calibration error (ECE, quantile bins), with the paired standard error of the log-loss
@@ -67,10 +70,12 @@ __all__ = [
     "PromotionDecision",
     "PromotionError",
     "PromotionReview",
+    "ReviewDeferred",
     "compare_profit",
     "current_reviewer",
     "decide",
     "fit_blend",
+    "fitted_until",
     "holdout_offers",
     "promote",
     "record_decision",
@@ -100,6 +105,10 @@ _BLEND_EPS = 1e-6
 
 class PromotionError(ValueError):
     """An alias move that must not happen (nothing to promote, stale review, no previous champion)."""
+
+
+class ReviewDeferred(ValueError):
+    """Too few offers after the models' training data for a fair comparison yet: review later."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -260,8 +269,9 @@ def _fmt(v: float, sign: bool = False, pct: bool = False) -> str:
     return f"{v:+.4f}" if sign else f"{v:.4f}"
 
 
-def holdout_offers(offers: pd.DataFrame, n: int, test_share: float) -> pd.DataFrame:
-    """The latest ``min(n, floor(test_share * len(offers)))`` offers by time (at least one).
+def holdout_offers(offers: pd.DataFrame, n: int, test_share: float, after: Any = None) -> pd.DataFrame:
+    """The latest ``min(n, floor(test_share * len(offers)))`` offers by time (at least one); with
+    ``after`` (a timestamp), only those strictly later than it (possibly none).
 
     Raises :class:`ValueError` when there are no offers to compare on.
     """
@@ -271,7 +281,17 @@ def holdout_offers(offers: pd.DataFrame, n: int, test_share: float) -> pd.DataFr
             "outcomes; ingest data with an offers log first"
         )
     k = max(1, min(int(n), math.floor(test_share * len(offers))))
-    return offers.sort_values("offer_time", kind="mergesort").tail(k).reset_index(drop=True)
+    out = offers.sort_values("offer_time", kind="mergesort").tail(k)
+    if after is not None:
+        out = out[pd.to_datetime(out["offer_time"], utc=True) > pd.Timestamp(after)]
+    return out.reset_index(drop=True)
+
+
+def fitted_until(*contenders: Contender) -> pd.Timestamp | None:
+    """The latest training-data time of the contenders (UTC), None when no model records it."""
+    times = [pd.Timestamp(c.model.fitted_until) for c in contenders if getattr(c.model, "fitted_until", None)]
+    times = [t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in times]
+    return max(times) if times else None
 
 
 def _holdout_scores(tables: dict[str, pd.DataFrame], holdout: pd.DataFrame, c: Contender) -> tuple[np.ndarray, np.ndarray]:
@@ -515,7 +535,14 @@ def review(
         raise PromotionError(
             f"challenger and champion are the same version ({champion.version}) of '{model_name}': nothing to review"
         )
-    holdout = holdout_offers(tables.get("offers"), cfg.holdout_offers, config.model.test_share)
+    seen_until = fitted_until(champion, challenger)
+    holdout = holdout_offers(tables.get("offers"), cfg.holdout_offers, config.model.test_share, after=seen_until)
+    if len(holdout) < cfg.min_holdout_offers:
+        raise ReviewDeferred(
+            f"only {len(holdout):,} offers of the snapshot come after the models' training data (up to {seen_until}); "
+            f"a fair review needs promotion.min_holdout_offers = {cfg.min_holdout_offers:,}: review v{challenger.version} "
+            "again on a snapshot with newer offers (after the next period)"
+        )
     bins = config.model.calibration_bins
     scores = {c.role: _holdout_scores(tables, holdout, c) for c in (champion, challenger)}
     y = scores["champion"][0]

@@ -65,8 +65,14 @@ def run_review(
     config: Config,
     truth_dir: str | None,
     auto_approve: bool,
-) -> pr.PromotionReview:
-    rev = pr.review(tables, champion, challenger, config, config.model.registered_model_name, truth_dir, auto_approve)
+) -> pr.PromotionReview | str:
+    """The review, or why it is deferred (too few offers after the models' training data: a message)."""
+    try:
+        rev = pr.review(tables, champion, challenger, config, config.model.registered_model_name, truth_dir,
+                        auto_approve)
+    except pr.ReviewDeferred as exc:
+        run_logger().warning("review deferred: %s", exc)
+        return str(exc)
     d = rev.decision
     run_logger().info("review of v%s vs v%s: %s (%s)", challenger.version, champion.version, d.verdict,
                       "; ".join(d.reasons))

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 NAME = "promote-tests"
 #: quick resumes: the paused review checks for the decision every second
-FAST_APPROVAL = "promotion:\n  approval_poll_s: 1\n"
+FAST_APPROVAL = "promotion:\n  approval_poll_s: 1\n  min_holdout_offers: 300\n"
 WAIT_S = 180
 
 
@@ -42,9 +42,30 @@ def registry(tiny_market, tmp_path_factory, prefect_harness) -> dict[str, Any]:
     weak = tmp / "weak.yaml"
     weak.write_text(good.read_text().replace("n_estimators: 200", "n_estimators: 1\n  learning_rate: 0.01"))
     v1 = train_flow(data_dir=str(tiny_market), config_path=str(weak))["version"]
-    v2 = pipeline_flow(data_dir=str(tiny_market), out_dir=str(tmp / "book"), config_path=str(good))["train"]["version"]
+    run = pipeline_flow(data_dir=str(tiny_market), out_dir=str(tmp / "book"), config_path=str(good))
+    v2 = run["train"]["version"]
+    # both models were refitted on every offer: the reviews need newer offers, so two weeks are played
+    # forward with the book and ingested (history + period): its latest snapshot holds the holdout
+    later = newer_data(tiny_market, tmp / "book", run["ingest"]["snapshot_dir"], tmp / "later", str(good))
     tracking.configure(load_config(good))
-    return {"config": str(good), "weak": v1, "good": v2, "tmp": tmp, "data": tiny_market}
+    return {"config": str(good), "weak": v1, "good": v2, "tmp": tmp, "data": tiny_market, "later": later,
+            "first_snapshot": run["ingest"]["snapshot_dir"]}
+
+
+def newer_data(market_dir: Path, book_dir: Path, snapshot_dir: str, out: Path, config_path: str) -> Path:
+    """The snapshot plus 14 days played forward with the book (simulator), ingested as the latest snapshot."""
+    from flows.ingest import ingest_flow
+    from pricing.feedback import write_period_data
+    from pricing.ingest import load_snapshot
+    from pricing.pricebook import read_price_book
+    from pricing.simulator import load_market, play_price_book, save_market
+
+    market = load_market(market_dir)
+    realized = play_price_book(market, read_price_book(book_dir), market.end_time, 14, seed=3)
+    write_period_data(load_snapshot(snapshot_dir), realized, out)
+    save_market(market, out / "_truth")
+    ingest_flow(data_dir=str(out), config_path=config_path)
+    return out
 
 
 def _set(champion: str, challenger: str) -> None:
@@ -214,6 +235,17 @@ def test_cli_promote_without_a_terminal_leaves_the_decision_open(registry):
     assert res.exit_code == 0, res.output
     assert "needs_approval" in res.output and "not promoted" in res.output
     assert alias_map(NAME)[CHAMPION] == registry["weak"]
+
+def test_review_on_a_snapshot_the_models_were_fitted_on_is_deferred(registry):
+    """Both versions were refitted on every offer of the first snapshot: no offer there is new to both."""
+    _set(champion=registry["weak"], challenger=registry["good"])
+    before, tags = alias_map(NAME), promotion.version_tags(NAME, registry["good"])
+    result = promote_flow(config_path=registry["config"], snapshot_dir=registry["first_snapshot"], auto_approve=True)
+    assert result["outcome"] == "deferred"
+    assert "offers of the snapshot come after the models' training data" in result["message"]
+    assert alias_map(NAME) == before, "a deferred review changes no alias"
+    assert promotion.version_tags(NAME, registry["good"]) == tags, "and records no decision"
+
 
 def test_rollback_without_a_previous_champion_is_a_clear_error(registry):
     _set(champion=registry["weak"], challenger=registry["good"])

@@ -86,3 +86,22 @@ def test_blend_weights_follow_the_better_predictor():
     a, b = fit_blend(y, np.column_stack([good, overconfident]))
     assert b[0] > 0.8 and b[1] < 0.05, (a, b)
     assert (b >= 0).all()
+
+
+def test_holdout_keeps_only_offers_after_both_models_training_data():
+    from types import SimpleNamespace
+
+    from pricing.promotion import Contender, fitted_until
+
+    t0 = pd.Timestamp("2026-09-01", tz="UTC")
+    offers = pd.DataFrame({"offer_id": [f"o{i}" for i in range(100)],
+                           "offer_time": [t0 + pd.Timedelta(hours=i) for i in range(100)]})
+    old = Contender("champion", "1", SimpleNamespace(fitted_until=str(t0 + pd.Timedelta(hours=50))), None)
+    new = Contender("challenger", "2", SimpleNamespace(fitted_until=(t0 + pd.Timedelta(hours=89)).isoformat()), None)
+    legacy = Contender("champion", "0", SimpleNamespace(fitted_until=None), None)
+    assert fitted_until(old, new) == t0 + pd.Timedelta(hours=89)
+    assert fitted_until(legacy) is None and fitted_until(legacy, old) == t0 + pd.Timedelta(hours=50)
+    h = holdout_offers(offers, n=1000, test_share=0.3, after=fitted_until(old, new))
+    assert list(h["offer_id"]) == [f"o{i}" for i in range(90, 100)], "strictly after the later model's data"
+    assert len(holdout_offers(offers, 1000, 0.3, after=fitted_until(legacy))) == 30, "no record: the test-split rule"
+    assert holdout_offers(offers, 1000, 0.3, after=t0 + pd.Timedelta(days=30)).empty
