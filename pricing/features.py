@@ -1055,14 +1055,18 @@ def assemble(context: pd.DataFrame, prices: pd.DataFrame, builder: FeatureBuilde
 
 
 def offer_training_frame(
-    builder: FeatureBuilder, tables: dict[str, pd.DataFrame]
+    builder: FeatureBuilder, tables: dict[str, pd.DataFrame], offers: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, np.ndarray, pd.Series, pd.Series]:
-    """(X, y, offer_time, offer_id) for every row of ``tables["offers"]`` (same order).
+    """(X, y, offer_time, offer_id) for every row of ``offers`` (default ``tables["offers"]``; same order).
 
-    X: :func:`assemble` of the offer's context (data strictly before the offer) and its offered price;
-    y: ``accepted`` (int8). Each offer's own outcome, and every later row, is invisible to its features.
+    X: :func:`assemble` of the offer's context (rows of ``tables`` strictly before the offer, the offers
+    log included) and its offered price; y: ``accepted`` (int8). Each offer's own outcome, and every later
+    row, is invisible to its features. Pass a subset as ``offers`` (e.g. a holdout) with the full
+    ``tables``, never ``{**tables, "offers": subset}``: that would hide the earlier offers from the
+    offer-history features.
     """
-    offers = tables.get("offers")
+    if offers is None:
+        offers = tables.get("offers")
     if offers is None:
         raise ValueError("tables['offers'] is needed to build a training frame")
     requests = pd.DataFrame(

@@ -234,7 +234,7 @@ def _recent_holdout(tables, model, builder, n: int, seed: int) -> tuple[pd.DataF
     if offers is None or len(offers) < 100:
         return None
     recent = offers.sort_values("offer_time").tail(n)
-    X, y, _t, _ids = offer_training_frame(builder, {**tables, "offers": recent.reset_index(drop=True)})
+    X, y, _t, _ids = offer_training_frame(builder, tables, recent.reset_index(drop=True))
     return X, y.astype(np.float64)
 
 

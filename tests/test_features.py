@@ -501,3 +501,17 @@ def test_works_on_hand_made_tables_with_naive_times():
     req = requests_of(offers).assign(time=offers["offer_time"].dt.tz_localize(None))  # naive = UTC
     ctx = context_features(b, tables, req)
     np.testing.assert_array_equal(ctx["cust_orders_all"], X["cust_orders_all"])
+
+
+def test_features_of_a_subset_of_offers_see_the_whole_offers_log(builder, sim, full_frame):
+    """A holdout's rows (promotion review, the price book's error band) equal the training frame's rows
+    of the same offers: their offer-history features count every earlier offer, not only the subset's."""
+    offers = sim["offers"]
+    latest = offers.sort_values("offer_time", kind="stable").tail(500)
+    X, y, t, ids = offer_training_frame(builder, sim, latest)
+    pos = pd.Index(full_frame[3]).get_indexer(ids)
+    expected = full_frame[0].iloc[pos].reset_index(drop=True)
+    pd.testing.assert_frame_equal(X.reset_index(drop=True), expected, check_exact=True)
+    assert np.array_equal(y, full_frame[1][pos])
+    hidden = offer_training_frame(builder, {**sim, "offers": latest})[0]  # the old mistake: history gone
+    assert (hidden["cust_offers_seen"].to_numpy() < X["cust_offers_seen"].to_numpy()).mean() > 0.5
