@@ -300,7 +300,9 @@ class PromotionConfig(_Section):
         0.02, ge=0, description="reject when the challenger's calibration error (ECE) is worse by more than this"
     )
     max_profit_drop: float = Field(
-        0.0, ge=0, lt=1, description="reject when the challenger's expected profit is lower by more than this share"
+        0.0, ge=0, lt=1,
+        description="reject when the challenger's expected profit is lower by more than this share, with confidence "
+        "(the upper confidence bound of the relative gain lies below -max_profit_drop)",
     )
     auto_approve: bool = Field(
         False, description="approve without a human when the gain is clear (e.g. scheduled runs); else wait"
@@ -308,7 +310,15 @@ class PromotionConfig(_Section):
     auto_approve_gain: float = Field(
         0.01, ge=0, description="clear gain: lower confidence bound of the relative profit gain >= this, log loss not worse"
     )
-    confidence_z: float = Field(1.645, gt=0, description="z of the one-sided bound on the profit gain (1.645: 95%)")
+    auto_approve_log_loss_gain: float = Field(
+        0.003, ge=0,
+        description="clear gain, too: holdout log loss better by at least this (and by confidence_z standard errors) "
+        "with the expected profit at most auto_approve_max_profit_drop lower",
+    )
+    auto_approve_max_profit_drop: float = Field(
+        0.005, ge=0, lt=1, description="largest relative profit drop (point estimate) a log-loss gain may come with"
+    )
+    confidence_z: float = Field(1.645, gt=0, description="z of the one-sided bounds on the gains (1.645: 95%)")
     approval_timeout_s: int = Field(
         86_400, ge=1, description="seconds a review waits for a decision in the Prefect UI; then nothing changes"
     )

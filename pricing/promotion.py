@@ -37,9 +37,14 @@ Comparison (:func:`review`), both models on the SAME recent holdout of a validat
 
 Decision (:func:`decide`): REJECT when the challenger's log loss is worse by more than
 ``max_log_loss_increase``, its ECE worse by more than ``max_ece_increase``, or its expected profit lower
-by more than ``max_profit_drop`` (share of the champion's); else AUTO_APPROVE when auto-approval is
-enabled, log loss is not worse and the lower bound of the profit gain reaches ``auto_approve_gain``;
-else NEEDS_APPROVAL (a human decides in the Prefect UI).
+by more than ``max_profit_drop`` (share of the champion's) with confidence (the upper bound of the gain,
+``confidence_z`` paired standard errors, lies below it: a difference within the noise of the request
+sample is not "lower"); else AUTO_APPROVE when auto-approval is enabled and the gain is clear: either
+the lower bound of the profit gain reaches ``auto_approve_gain`` with a log loss that is not worse, or
+the log loss is better by at least ``auto_approve_log_loss_gain`` (and by ``confidence_z`` standard
+errors) with an expected profit at most ``auto_approve_max_profit_drop`` lower (after a market shift a
+retrained model predicts much better while the profit of its prices moves little: profit is flat near
+its optimum); else NEEDS_APPROVAL (a human decides in the Prefect UI).
 
 Registry (MLflow 3 aliases, no stages): :func:`promote` moves ``champion`` to the approved version and
 gives the replaced champion ``previous-champion``; :func:`rollback` swaps the two back. Every decision is
@@ -148,6 +153,10 @@ class ProfitComparison:
     def gain_lower_bound(self, z: float) -> float:
         base = self.profit_per_offer["champion"]
         return (self.diff_mean - z * self.diff_se) / base if base > 0 else float("nan")
+
+    def gain_upper_bound(self, z: float) -> float:
+        base = self.profit_per_offer["champion"]
+        return (self.diff_mean + z * self.diff_se) / base if base > 0 else float("nan")
 
 
 @dataclass
@@ -297,7 +306,7 @@ def fitted_until(*contenders: Contender) -> pd.Timestamp | None:
 def _holdout_scores(tables: dict[str, pd.DataFrame], holdout: pd.DataFrame, c: Contender) -> tuple[np.ndarray, np.ndarray]:
     from pricing.features import offer_training_frame
 
-    X, y, _t, _ids = offer_training_frame(c.builder, {**tables, "offers": holdout})
+    X, y, _t, _ids = offer_training_frame(c.builder, tables, holdout)  # features see the whole offers log
     return y.astype(np.float64), np.asarray(c.model.predict_proba(X), dtype=np.float64)
 
 
@@ -471,49 +480,66 @@ def compare_profit(
     )
 
 
-def decide(metrics: pd.DataFrame, profit: ProfitComparison, cfg: PromotionConfig, auto_approve: bool) -> PromotionDecision:
-    """The verdict from the holdout metrics and the profit comparison (see the module docstring)."""
+def decide(metrics: pd.DataFrame, profit: ProfitComparison, cfg: PromotionConfig, auto_approve: bool,
+           log_loss_diff_se: float = float("nan")) -> PromotionDecision:
+    """The verdict from the holdout metrics and the profit comparison (see the module docstring).
+
+    ``log_loss_diff_se``: standard error of the paired per-offer log-loss difference (its evidence).
+    """
     m = metrics.set_index("metric")
     d_ll = float(m.loc["log_loss", "difference"])
     d_ece = float(m.loc["ece", "difference"])
     base = profit.profit_per_offer["champion"]
+    z = cfg.confidence_z
     gain = profit.gain()
-    gain_lo = profit.gain_lower_bound(cfg.confidence_z)
+    gain_lo, gain_hi = profit.gain_lower_bound(z), profit.gain_upper_bound(z)
     numbers = {
         "log_loss_diff": d_ll,
+        "log_loss_diff_se": log_loss_diff_se,
         "ece_diff": d_ece,
         "profit_diff_per_offer": profit.diff_mean,
         "profit_diff_se": profit.diff_se,
         "profit_gain": gain,
         "profit_gain_lower_bound": gain_lo,
+        "profit_gain_upper_bound": gain_hi,
     }
     reasons: list[str] = []
     if d_ll > cfg.max_log_loss_increase:
         reasons.append(f"log loss is worse by {d_ll:.4f} (tolerance {cfg.max_log_loss_increase})")
     if d_ece > cfg.max_ece_increase:
         reasons.append(f"calibration error (ECE) is worse by {d_ece:.4f} (tolerance {cfg.max_ece_increase})")
-    drop_limit = cfg.max_profit_drop * abs(base)
-    if profit.diff_mean < -drop_limit or (base <= 0 and profit.diff_mean < 0):
+    lower = (gain_hi < -cfg.max_profit_drop) if math.isfinite(gain_hi) else (profit.diff_mean < 0)
+    if lower:
         reasons.append(
-            f"expected profit is lower: {profit.diff_mean:+.4f} per offer ({_fmt(gain, sign=True, pct=True)}; "
-            f"tolerance {cfg.max_profit_drop:.1%}; yardstick: {profit.yardstick})"
+            f"expected profit is lower: {profit.diff_mean:+.4f} per offer ({_fmt(gain, sign=True, pct=True)}, upper "
+            f"bound {_fmt(gain_hi, sign=True, pct=True)}; tolerance {cfg.max_profit_drop:.1%}; yardstick: "
+            f"{profit.yardstick})"
         )
     if reasons:
         return PromotionDecision(REJECT, reasons, numbers)
     summary = (
         f"log loss {d_ll:+.4f}, ECE {d_ece:+.4f}, expected profit {_fmt(gain, sign=True, pct=True)} "
-        f"(lower bound {_fmt(gain_lo, sign=True, pct=True)}; yardstick: {profit.yardstick})"
+        f"(bounds {_fmt(gain_lo, sign=True, pct=True)} .. {_fmt(gain_hi, sign=True, pct=True)}; yardstick: "
+        f"{profit.yardstick})"
     )
-    clear = d_ll <= 0 and math.isfinite(gain_lo) and gain_lo >= cfg.auto_approve_gain
+    profit_clear = d_ll <= 0 and math.isfinite(gain_lo) and gain_lo >= cfg.auto_approve_gain
+    ll_clear = (
+        -d_ll >= cfg.auto_approve_log_loss_gain
+        and math.isfinite(log_loss_diff_se) and d_ll + z * log_loss_diff_se < 0
+        and math.isfinite(gain) and gain >= -cfg.auto_approve_max_profit_drop
+    )
+    clear = profit_clear or ll_clear
+    what = (f"the profit gain is clear (lower bound {_fmt(gain_lo, sign=True, pct=True)})" if profit_clear else
+            f"the predictions are clearly better (log loss {d_ll:+.4f} +- {z * log_loss_diff_se:.4f}) and the "
+            f"expected profit is within {cfg.auto_approve_max_profit_drop:.1%}")
     if clear and auto_approve:
-        return PromotionDecision(
-            AUTO_APPROVE, [f"not worse on any rule and the gain is clear: {summary}"], numbers
-        )
+        return PromotionDecision(AUTO_APPROVE, [f"not worse on any rule and {what}: {summary}"], numbers)
     why = (
-        "the gain is clear, but auto-approval is off"
+        f"{what}, but auto-approval is off"
         if clear
-        else f"the gain is not clear enough to approve automatically (needs a lower bound of at least "
-        f"{cfg.auto_approve_gain:.1%} and a log loss that is not worse)"
+        else "the gain is not clear enough to approve automatically (needs a profit gain with a lower bound of at "
+        f"least {cfg.auto_approve_gain:.1%} and a log loss that is not worse, or a log loss better by at least "
+        f"{cfg.auto_approve_log_loss_gain} with confidence and the profit within {cfg.auto_approve_max_profit_drop:.1%})"
     )
     return PromotionDecision(NEEDS_APPROVAL, [f"not worse on any rule: {summary}", f"{why}: a human decides"], numbers)
 
@@ -567,8 +593,8 @@ def review(
                 "its holdout metrics are optimistic. Review on a newer snapshot."
             )
     profit = compare_profit(tables, holdout, champion, challenger, config, truth_dir, scores)
-    decision = decide(metrics, profit, cfg, cfg.auto_approve if auto_approve is None else auto_approve)
-    decision.metrics["log_loss_diff_se"] = float(ll_rows.std(ddof=1) / math.sqrt(len(ll_rows))) if len(ll_rows) > 1 else float("nan")
+    ll_se = float(ll_rows.std(ddof=1) / math.sqrt(len(ll_rows))) if len(ll_rows) > 1 else float("nan")
+    decision = decide(metrics, profit, cfg, cfg.auto_approve if auto_approve is None else auto_approve, ll_se)
     if profit.yardstick == "models":
         notes.append("no simulator truth for this data: the profit comparison is a model-based estimate")
     return PromotionReview(

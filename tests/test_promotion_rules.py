@@ -66,6 +66,30 @@ def test_uncertain_gain_or_slightly_worse_log_loss_needs_a_human():
     assert decide(within_tolerance, _profit(3.0, 0.3, 0.01), CFG, auto_approve=True).verdict == "needs_approval"
 
 
+def test_a_profit_drop_within_the_noise_is_not_a_rejection():
+    within_noise = _profit(3.0, -0.01, 0.05)  # -0.3 %, upper bound +2.4 %
+    assert decide(_metrics(-0.001), within_noise, CFG, auto_approve=True).verdict == "needs_approval"
+    clearly_lower = _profit(3.0, -0.3, 0.05)  # -10 %, upper bound -7 %
+    d = decide(_metrics(-0.001), clearly_lower, CFG, auto_approve=True)
+    assert d.verdict == "reject" and "upper bound" in d.reasons[0]
+
+
+def test_clearly_better_predictions_with_flat_profit_are_a_clear_gain():
+    """After a market shift: log loss much better, the profit of the chosen prices about the same."""
+    flat = _profit(3.0, -0.006, 0.03)  # -0.2 %
+    better = _metrics(-0.008)
+    d = decide(better, flat, CFG, auto_approve=True, log_loss_diff_se=0.001)
+    assert d.verdict == "auto_approve" and "predictions are clearly better" in d.reasons[0]
+    assert decide(better, flat, CFG, auto_approve=False, log_loss_diff_se=0.001).verdict == "needs_approval"
+    # not clear: the log-loss gain is within its noise, too small, or the profit drops by more than allowed
+    assert decide(better, flat, CFG, auto_approve=True, log_loss_diff_se=0.006).verdict == "needs_approval"
+    assert decide(better, flat, CFG, auto_approve=True).verdict == "needs_approval", "no standard error: no evidence"
+    small = _metrics(-(CFG.auto_approve_log_loss_gain / 2))
+    assert decide(small, flat, CFG, auto_approve=True, log_loss_diff_se=1e-5).verdict == "needs_approval"
+    dropping = _profit(3.0, -0.03, 0.03)  # -1 %: not significantly lower, but beyond auto_approve_max_profit_drop
+    assert decide(better, dropping, CFG, auto_approve=True, log_loss_diff_se=0.001).verdict == "needs_approval"
+
+
 def test_holdout_is_the_latest_offers_within_the_test_share():
     t = pd.date_range("2026-01-01", periods=1000, freq="h", tz="UTC")
     offers = pd.DataFrame({"offer_id": np.arange(1000), "offer_time": t[::-1]})
