@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import Recorder  # noqa: E402
+from benchmarks.measure import Recorder
 
 
 def _budgeted(prob, cfg, share: float):

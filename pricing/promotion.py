@@ -489,7 +489,6 @@ def decide(metrics: pd.DataFrame, profit: ProfitComparison, cfg: PromotionConfig
     m = metrics.set_index("metric")
     d_ll = float(m.loc["log_loss", "difference"])
     d_ece = float(m.loc["ece", "difference"])
-    base = profit.profit_per_offer["champion"]
     z = cfg.confidence_z
     gain = profit.gain()
     gain_lo, gain_hi = profit.gain_lower_bound(z), profit.gain_upper_bound(z)

@@ -652,7 +652,7 @@ def _peak_week_units_at_list(market: Market, days: int = 28) -> np.ndarray:
     rng = _rng(market.seed, _RNG_STOCK)
     first = max(market.n_days - days, 0)
     days = market.n_days - first
-    n = max(int(round(market.size.n_offers * _window_share(market, first, days))), 1)
+    n = max(round(market.size.n_offers * _window_share(market, first, days)), 1)
     ci, bi, secs = _traffic_idx(market, rng, first, days, n)
     day = (secs - int(market.start_date.value // 10**9)) // 86400
     prob = true_accept_prob(market, ci, bi, market.bundle_list[bi], day)
@@ -1203,8 +1203,8 @@ def _window_market(market: Market, first_day: int, days: int) -> Market:
     size = replace(
         market.size,
         n_days=int(days),
-        n_orders=max(int(round(market.size.n_orders * share)), 1),
-        n_events=max(int(round(market.size.n_events * share)), 1),
+        n_orders=max(round(market.size.n_orders * share), 1),
+        n_events=max(round(market.size.n_events * share), 1),
         future_days=max(market.n_days_total - first_day - int(days), 0),
     )
     start = market.start_date + pd.Timedelta(days=first_day)
@@ -1260,7 +1260,7 @@ def play_price_book(
             f"({market.start_date.date()} .. {market.n_days_total} days)"
         )
     if n_offers is None:
-        n_offers = max(int(round(market.size.n_offers * _window_share(market, first, int(days)))), 1)
+        n_offers = max(round(market.size.n_offers * _window_share(market, first, int(days))), 1)
     traffic = sample_traffic(market, day0, int(days), int(n_offers), seed)
     price, group = offer_prices(
         book, previous, traffic["customer_id"].to_numpy(), traffic["bundle_id"].to_numpy(),

@@ -125,13 +125,14 @@ def log_model_and_register(
 
 def set_initial_aliases(name: str, version: str) -> list[str]:
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
     try:
         client.get_model_version_by_alias(name, CHAMPION)
-    except Exception:  # no champion yet: the first version serves
+    except MlflowException:  # no champion yet: the first version serves
         client.set_registered_model_alias(name, CHAMPION, version)
         aliases.append(CHAMPION)
     return aliases
@@ -140,10 +141,11 @@ def set_initial_aliases(name: str, version: str) -> list[str]:
 def alias_map(name: str) -> dict[str, str]:
     """alias -> version of a registered model ({} when it does not exist)."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     try:
         rm = MlflowClient().get_registered_model(name)
-    except Exception:
+    except MlflowException:  # not registered yet
         return {}
     return {a: str(v) for a, v in (rm.aliases or {}).items()}
 

@@ -93,7 +93,7 @@ def _git_sha() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()
-    except Exception:
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
         return None
 
 
@@ -167,8 +167,8 @@ def publish_report(summary: dict[str, Any]) -> str:
     lines = [
         "# Training run",
         "",
-        f"- registered model: `{summary.get('model_name')}` version **{summary.get('version')}** "
-        f"(aliases: {', '.join(summary.get('aliases') or []) or 'none'})",
+        (f"- registered model: `{summary.get('model_name')}` version **{summary.get('version')}** "
+        f"(aliases: {', '.join(summary.get('aliases') or []) or 'none'})"),
         f"- MLflow run: `{summary['run_id']}` in `{summary['tracking_uri']}`",
         f"- data fingerprint: `{summary.get('fingerprint')}`",
         "",
@@ -178,8 +178,8 @@ def publish_report(summary: dict[str, Any]) -> str:
         f"| log loss | {m.get('test_log_loss', float('nan')):.4f} | {m.get('test_true_log_loss', float('nan')):.4f} |",
         f"| Brier | {m.get('test_brier', float('nan')):.4f} | |",
         f"| calibration error (ECE) | {m.get('test_ece', float('nan')):.4f} | |",
-        f"| offers (train / valid / test) | {m.get('rows_train', 0):,.0f} / {m.get('rows_valid', 0):,.0f} / "
-        f"{m.get('rows_test', 0):,.0f} | |",
+        (f"| offers (train / valid / test) | {m.get('rows_train', 0):,.0f} / {m.get('rows_valid', 0):,.0f} / "
+        f"{m.get('rows_test', 0):,.0f} | |"),
     ]
     text = "\n".join(lines)
     create_markdown_artifact(text, key="training-report", description="Training metrics and registry")

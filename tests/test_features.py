@@ -508,7 +508,7 @@ def test_features_of_a_subset_of_offers_see_the_whole_offers_log(builder, sim, f
     of the same offers: their offer-history features count every earlier offer, not only the subset's."""
     offers = sim["offers"]
     latest = offers.sort_values("offer_time", kind="stable").tail(500)
-    X, y, t, ids = offer_training_frame(builder, sim, latest)
+    X, y, _t, ids = offer_training_frame(builder, sim, latest)
     pos = pd.Index(full_frame[3]).get_indexer(ids)
     expected = full_frame[0].iloc[pos].reset_index(drop=True)
     pd.testing.assert_frame_equal(X.reset_index(drop=True), expected, check_exact=True)

@@ -267,7 +267,7 @@ def test_online_retail_import_passes_ingestion(tmp_path, out):
     src = online_retail_path()
     if src is None:
         pytest.skip("Online Retail file not found (../shared/datasets/online_retail or $ONLINE_RETAIL_CSV)")
-    tables, report = to_contract_tables(load_online_retail(src, nrows=40_000))
+    tables, _report = to_contract_tables(load_online_retail(src, nrows=40_000))
     data = tmp_path / "retail"
     for name, df in tables.items():
         write_table(df, data, name)
