@@ -267,7 +267,7 @@ class FeedbackConfig(_Section):
         0.05, gt=0, description="AUC shortfall vs the model's own expectation, beyond the reference window's"
     )
     max_log_loss_gap: float = Field(
-        0.03, gt=0, description="|log loss - the model's own expectation|, beyond the reference window's"
+        0.03, gt=0, description="log loss beyond the model's own expectation (one-sided), beyond the reference window's"
     )
     max_model_age_days: float = Field(
         35.0, gt=0, description="days from the end of the model's training data to the end of the period"

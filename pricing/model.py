@@ -488,6 +488,10 @@ class AcceptanceModel:
     #: format; None when unknown (older models, or times that are not timestamps). A fair comparison of
     #: two models uses only offers after it (:func:`pricing.promotion.review`).
     fitted_until: str | None = None
+    #: out-of-sample performance of the time-split model on its test window (AUC, log loss, the model's
+    #: own expectation of both, their standard errors: :func:`pricing.feedback.performance`). A model
+    #: refitted on every offer has no unseen window left in its data; feedback compares with this.
+    holdout_performance: dict[str, float] | None = None
 
     # -- prediction ---------------------------------------------------------------------------------
     @property
@@ -549,6 +553,7 @@ class AcceptanceModel:
             "calibrator": self.calibrator_to_dict(),
             "price_feature_ranges": {k: dict(v) for k, v in self.price_feature_ranges.items()},
             "fitted_until": self.fitted_until,
+            "holdout_performance": self.holdout_performance,
         }
 
     @classmethod
@@ -567,6 +572,7 @@ class AcceptanceModel:
                 for k, v in (d.get("price_feature_ranges") or {}).items()
             },
             fitted_until=d.get("fitted_until"),
+            holdout_performance=d.get("holdout_performance"),
         )
 
 
@@ -886,6 +892,9 @@ def train_model(
             tab.insert(0, "split", split)
             tables.append(tab)
     metrics.update(decision.metrics())
+    from pricing.feedback import performance  # lazy: feedback builds on this module
+
+    model.holdout_performance = performance(y_te, final["test"]) if len(y_te) else None
     model.fitted_until = _latest_time(times, np.ones(len(X), dtype=bool) if cfg.refit_on_all else tr | va)
     metrics["refit_on_all"] = float(cfg.refit_on_all)
     if cfg.refit_on_all:

@@ -13,7 +13,7 @@ import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import log_loss
+from sklearn.metrics import log_loss, roc_auc_score
 
 from pricing.config import ModelConfig
 from pricing.model import (
@@ -266,6 +266,15 @@ def test_refit_on_all_keeps_the_selection_and_learns_the_latest_offers():
     assert gap_split > 0.1 and gap_refit < gap_split - 0.02, (gap_split, gap_refit)
     rows = X.sample(300, random_state=2)
     assert check_monotone(refit.model, rows, price_cols, price_grid(rows)).ok(1e-12)
+    # the refit model saw its test window; what the split model did there out of sample travels with it
+    held = refit.model.holdout_performance
+    assert held is not None and held["n"] == te.sum()
+    assert held["log_loss"] == pytest.approx(refit.metrics["test_log_loss"], abs=1e-9)
+    assert held["auc"] == pytest.approx(refit.metrics["test_auc"], abs=1e-9)
+    in_sample = roc_auc_score(y[te], refit.model.predict_proba(X[te]))
+    assert in_sample > held["auc"], "in sample the refit model looks better than it is"
+    again = AcceptanceModel.from_dict(refit.model.classifier, json.loads(json.dumps(refit.model.to_dict())))
+    assert again.holdout_performance == pytest.approx(held)
 
 
 def test_contributions_sum_to_raw_log_odds(trained, offers):
