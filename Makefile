@@ -7,18 +7,19 @@ STAMP := $(VENV)/.installed
 WORK ?= work
 DEMO_SIZE ?= default
 SEED ?= 7
+DEMO_ROUNDS ?= 5
 
 # Prefect's ephemeral server needs more than its default 20 s to start on 2 cores; keep Prefect's
 # state inside the project; no telemetry (no internet). Values already in the environment win.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
-export PREFECT_HOME ?= $(CURDIR)/$(WORK)/.prefect
+export PREFECT_HOME ?= $(abspath $(WORK))/.prefect
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: install demo test test-fast lint bench clean help
 
 help:
-	@echo "make demo   - install, simulate the default market, validate it, train, price, evaluate"
+	@echo "make demo   - install, simulate the default market, validate it, then the closed loop: train, price, play, feedback, retrain, review, re-price"
 	@echo "make test   - install and run the test suite"
 	@echo "make bench  - benchmarks at bench size (slow; see docs/benchmarks.md)"
 
@@ -35,8 +36,8 @@ install: $(STAMP)
 demo: install
 	$(BIN)/bundle-pricing simulate --out $(WORK)/demo/data --size $(DEMO_SIZE) --seed $(SEED)
 	$(BIN)/bundle-pricing ingest --data $(WORK)/demo/data
-	$(BIN)/bundle-pricing run --data $(WORK)/demo/data --out $(WORK)/demo/prices
-	$(BIN)/bundle-pricing evaluate --data $(WORK)/demo/data --prices $(WORK)/demo/prices
+	$(BIN)/bundle-pricing loop --data $(WORK)/demo/data --out $(WORK)/demo/loop --rounds $(DEMO_ROUNDS)
+	$(BIN)/bundle-pricing evaluate --data $(WORK)/demo/data --prices $(WORK)/demo/loop/round-0/prices
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 130)  # piped (make): wide enough for the tables
 
 
 class Size(str, Enum):
@@ -286,6 +286,54 @@ def play(
 
 
 @app.command()
+def loop(
+    data: Annotated[Path, typer.Option("--data", help="simulated data folder (with its _truth): round 0's history")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the live price book, each round and rounds.csv")],
+    rounds: Annotated[int, typer.Option(help="pricing periods to play")] = 5,
+    days: Annotated[int, typer.Option(help="length of each period in days")] = 7,
+    shift: Annotated[ShiftKind, typer.Option(help="market shift injected from --shift-round on")] = ShiftKind.competitor_cut,
+    magnitude: Annotated[float, typer.Option(help="size of the shift (0..1)")] = 0.3,
+    shift_round: Annotated[int, typer.Option(help="first round played on the shifted market")] = 2,
+    seed: Annotated[int, typer.Option(help="seed of the periods' traffic and outcomes (round r: seed + r)")] = 0,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config overriding the defaults")] = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve/--no-auto-approve", help="approve a clear gain in the promotion review")
+    ] = True,
+) -> None:
+    """The closed loop on simulated data: price -> play -> feedback -> retrain -> review -> re-price, per round."""
+    configure_environment()
+    from rich.table import Table
+
+    from flows.loop import closed_loop_flow
+
+    if not (data / "_truth").exists():
+        _fail(f"{data} has no _truth folder: the closed loop plays on simulated data only", 2)
+    with _clear_errors("the closed loop stopped"):
+        result = closed_loop_flow(data_dir=str(data), out_dir=str(out_dir), rounds=rounds, shift_round=shift_round,
+                                  shift=shift.value, magnitude=magnitude, days=days, seed=seed,
+                                  config_path=str(config) if config else None, auto_approve=auto_approve)
+    t = Table(title=f"Closed loop: {rounds} rounds of {days} days, shift {shift.value} {magnitude:g} from round "
+                    f"{shift_round}", title_justify="left")
+    for col, just in (("round", "right"), ("market", "left"), ("priced by", "right"), ("profit", "right"),
+                      ("share", "right"), ("lift / offer [95% CI]", "right"), ("alarm", "left"),
+                      ("review", "left"), ("retrained", "left")):
+        t.add_column(col, justify=just)
+    for r in result["rounds"]:
+        t.add_row(str(r["round"]), r["market"], r["model"], f"{r['realized_profit']:,.0f}",
+                  f"{r['share_of_clairvoyant']:.3f}",
+                  f"{r['lift_profit_per_offer']:+.2f} [{r['lift_low']:+.2f}, {r['lift_high']:+.2f}]",
+                  "yes" if r["alarm"] else "no", r["review"] or "-", r["retrained"] or "-")
+    out.print(t)
+    out.print("profit: realized profit of the treatment group; share: its expected profit under the truth as a share "
+              "of the clairvoyant optimum; lift: treatment - control (list prices) profit per offer; review: the "
+              "promotion review of a challenger on this period.")
+    for r in result["rounds"]:
+        if r["alarm"]:
+            out.print(f"round {r['round']} alarm: {escape(r['reasons'])}", highlight=False)
+    out.print(f"live price book: {result['live_prices']}; per-round files and rounds.csv under {result['out_dir']}")
+
+
+@app.command()
 def feedback(
     prices: Annotated[Path, typer.Option("--prices", help="the published price book that was played")],
     realized: Annotated[Path, typer.Option("--realized", help="the period's tables: offers.csv (+ orders, events, ...)")],
@@ -305,8 +353,11 @@ def feedback(
     for line in result["summary"]:
         out.print(escape(line), highlight=False)
     out.print(f"report: MLflow run {result['mlflow_run_id']} (Prefect artifact `feedback-report`)")
-    if result.get("retrained"):
-        print_training_summary({**result["retrained"], "model_name": result["retrained"]["model_name"]})
+    retrained = result.get("retrained")
+    if retrained and "deployment" in retrained:
+        out.print(f"retraining started: flow run {retrained['flow_run_name']} of deployment {retrained['deployment']}")
+    elif retrained:
+        print_training_summary({**retrained, "model_name": retrained["model_name"]})
 
 
 def print_price_book_summary(result: dict) -> None:

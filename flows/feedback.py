@@ -14,7 +14,7 @@ stops the flow with a :class:`pricing.feedback.FeedbackDataError` before anythin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -36,6 +36,8 @@ def feedback_flow(
     model_version: str | None = None,
     retrain: bool = True,
     ingest_out: str | None = None,
+    retrain_data_dir: str | None = None,
+    retrain_via: Literal["auto", "subflow", "deployment"] = "auto",
 ) -> dict[str, Any]:
     """Judge the price book in ``prices_dir`` on the realized data in ``realized_dir``; retrain when needed.
 
@@ -47,6 +49,12 @@ def feedback_flow(
         snapshot_dir / data_dir: the data before the period (default: the book's snapshot, else the latest).
         model_alias / model_version: the model to judge (default: the version that priced the book).
         retrain: start the training flow (subflow) when the trigger fires.
+        retrain_data_dir: where the snapshot plus the period are written for retraining (default:
+            ``<work_dir>/feedback/retrain-<period end>-<flow run>/data``).
+        retrain_via: ``subflow`` runs the training flow inside this run and waits for the new version;
+            ``deployment`` starts a run of the served ``train/bundle-pricing`` deployment with
+            ``run_deployment`` and returns at once (the training run shows under that deployment);
+            ``auto`` (default): ``deployment`` when this run itself belongs to a deployment, else ``subflow``.
     """
     from flows.ingest import default_out_dir, ingest_flow
 
@@ -79,10 +87,17 @@ def feedback_flow(
         from flows.train import train_flow
 
         stamp = report.period["end"][:10]
-        out = Path(config.paths.work_dir) / "feedback" / f"retrain-{stamp}-{flow_run.get_id() or 'local'}" / "data"
+        out = Path(retrain_data_dir) if retrain_data_dir else (
+            Path(config.paths.work_dir) / "feedback" / f"retrain-{stamp}-{flow_run.get_id() or 'local'}" / "data")
         data = t.retraining_data(tables, realized, str(out))
-        print(f"retraining triggered: training on the snapshot plus the period ({data})")
-        retrained = train_flow(data_dir=data, config_path=config_path, ingest_out=ingest_out)
+        via = retrain_via if retrain_via != "auto" else ("deployment" if flow_run.get_deployment_id() else "subflow")
+        if via == "deployment":
+            retrained = start_training_deployment(data, config_path, ingest_out)
+            print(f"retraining triggered: flow run {retrained['flow_run_name']} of deployment "
+                  f"{retrained['deployment']} trains on the snapshot plus the period ({data})")
+        else:
+            print(f"retraining triggered: training on the snapshot plus the period ({data})")
+            retrained = train_flow(data_dir=data, config_path=config_path, ingest_out=ingest_out)
     return {
         "retrain": report.decision.fire,
         "reasons": report.decision.reasons,
@@ -95,3 +110,16 @@ def feedback_flow(
         "retrained": retrained,
         **published,
     }
+
+
+def start_training_deployment(data_dir: str, config_path: str | None, ingest_out: str | None) -> dict[str, Any]:
+    """Start the served training deployment on ``data_dir`` (``run_deployment``, not waiting for it)."""
+    from prefect.deployments import run_deployment
+
+    from flows.deployments import DEPLOYMENT_NAME
+
+    name = f"train/{DEPLOYMENT_NAME}"
+    params = {k: v for k, v in {"data_dir": data_dir, "config_path": config_path, "ingest_out": ingest_out}.items()
+              if v is not None}
+    run = run_deployment(name, parameters=params, timeout=0)
+    return {"deployment": name, "flow_run_id": str(run.id), "flow_run_name": run.name, "parameters": params}

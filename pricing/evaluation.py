@@ -13,11 +13,15 @@ bundle, else their segment's price). Expected profit under the TRUE acceptance i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pricing.pricebook import PriceBook, read_price_book
+
+if TYPE_CHECKING:
+    from pricing.simulator import Market
 
 
 def price_lookup(book: PriceBook, customer_ids: np.ndarray, bundle_ids: np.ndarray) -> np.ndarray:
@@ -105,3 +109,37 @@ def evaluate_price_book(
     table["profit_per_offer"] = table["expected_profit"] / len(traffic)
     table.attrs.update({"offers": len(traffic), "days": days, "start": str(start), "mode": book.manifest.get("mode")})
     return table
+
+
+def played_period_outcome(market: Market, realized: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """What a played period earned, per experiment group and overall, against the truth of ``market``.
+
+    ``realized`` is the output of :func:`pricing.simulator.play_price_book` (``offers`` and ``truth``
+    with each offer's group and true acceptance probability). Per group: offers, accepted, realized
+    profit (accepted offers x (price - cost)), expected profit under the truth at the prices shown,
+    the clairvoyant optimum of the same offers (best price per customer, bundle and day between cost and
+    list) and the share of it the shown prices earn in expectation.
+    """
+    from pricing.simulator import bundle_index, clairvoyant_prices, customer_index
+
+    offers = realized["offers"]
+    truth = realized["truth"].set_index("offer_id").loc[offers["offer_id"]]
+    ci = customer_index(market, offers["customer_id"].astype(str).to_numpy())
+    bi = bundle_index(market, offers["bundle_id"].astype(str).to_numpy())
+    price = offers["offered_price"].to_numpy(dtype=np.float64)
+    margin = price - market.bundle_cost[bi]
+    _p, best = clairvoyant_prices(market, ci, bi, offers["offer_time"])
+    df = pd.DataFrame({
+        "group": truth["group"].to_numpy(),
+        "offers": 1,
+        "accepted": offers["accepted"].to_numpy(dtype=np.int64),
+        "realized_profit": offers["accepted"].to_numpy(dtype=np.float64) * margin,
+        "expected_profit": truth["true_prob"].to_numpy(dtype=np.float64) * margin,
+        "clairvoyant_profit": best,
+    })
+    cols = ["offers", "accepted", "realized_profit", "expected_profit", "clairvoyant_profit"]
+    out = df.groupby("group")[cols].sum()
+    out.loc["all"] = df[cols].sum()
+    out["share_of_clairvoyant"] = out["expected_profit"] / out["clairvoyant_profit"]
+    out["realized_profit_per_offer"] = out["realized_profit"] / out["offers"]
+    return out.reset_index()

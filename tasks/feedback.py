@@ -132,13 +132,6 @@ def publish(report: fb.FeedbackReport, config: Config, prices_dir: str, realized
 @task(name="write-retraining-data", cache_policy=NO_CACHE)
 def retraining_data(tables: dict[str, pd.DataFrame], realized: dict[str, pd.DataFrame], out_dir: str) -> str:
     """The snapshot tables with the period appended, as contract Parquet files for the training flow."""
-    from pricing.contract import TABLE_ORDER, TABLES
-    from pricing.io import write_table
-
-    merged = fb.merge_period(tables, realized)
-    for name in TABLE_ORDER:
-        if name in merged:
-            df = merged[name]
-            write_table(df[[c for c in TABLES[name].column_names if c in df.columns]], out_dir, name, "parquet")
+    fb.write_period_data(tables, realized, out_dir)
     run_logger().info("retraining data (snapshot + the period) written to %s", out_dir)
     return out_dir

@@ -340,3 +340,29 @@ def test_bad_realized_data_stops_with_a_clear_message(played, tmp_path):
     with pytest.raises(FeedbackDataError, match="no offers"):
         feedback_flow(prices_dir=played["prices"], realized_dir=str(empty), config_path=played["config"])
     assert alias_map(MODEL_NAME) == before, "bad input changes no alias"
+
+
+@pytest.mark.flow
+def test_feedback_run_from_a_deployment_starts_the_training_deployment(played, tmp_path):
+    """retrain_via=deployment: the trigger starts a run of the served train deployment (run_deployment)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import DEPLOYMENT_NAME
+    from flows.feedback import feedback_flow
+    from flows.train import train_flow
+    from pricing.tracking import alias_map
+
+    train_flow.to_deployment(name=DEPLOYMENT_NAME).apply()  # registered, not served: the run stays scheduled
+    before = alias_map(MODEL_NAME)
+    res = feedback_flow(prices_dir=played["prices"], realized_dir=played["shift"], config_path=played["config"],
+                        retrain_data_dir=str(tmp_path / "retrain"), retrain_via="deployment")
+    assert res["retrain"] is True
+    started = res["retrained"]
+    assert started["deployment"] == f"train/{DEPLOYMENT_NAME}"
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(started["flow_run_id"])
+        deployment = client.read_deployment_by_name(f"train/{DEPLOYMENT_NAME}")
+    assert run.deployment_id == deployment.id
+    assert run.parameters["data_dir"] == str(tmp_path / "retrain") and run.parameters["config_path"] == played["config"]
+    assert (tmp_path / "retrain" / "offers.parquet").exists(), "the training data is written before the run starts"
+    assert alias_map(MODEL_NAME) == before, "nothing trained in this run"
