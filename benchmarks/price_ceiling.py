@@ -35,6 +35,69 @@ from scipy.special import expit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def full_bayes_prices(market, sim, tables, ci, bi, day, cost, lst, n_samples: int, seed: int,
+                      n_grid: int = 60) -> np.ndarray:
+    """Bayes-optimal price per shown pair for an oracle that knows each customer's type and the model.
+
+    The simulator draws a customer's parameters as type level x noise: ``alpha = A_t + e1``,
+    ``w = W_t exp(e2)``, ``eta = E_t exp(e3)``, ``lambda = L_t exp(e4)`` (sds in ``sim._NOISE``), and no
+    behaviour but the customer's offers depends on ``e1..e4``. So the posterior over ``e`` given the
+    offers log (importance sampling: prior draws weighted by each customer's likelihood) is all any
+    policy can know of the customer's price response; the price maximizing posterior expected profit
+    on a fine grid between ``cost x 1.05`` and list is an upper bound on every per-pair pricing that does
+    not know the types (it is told them) -- up to Monte Carlo error.
+    """
+    rng = np.random.default_rng([seed, 99])
+    nz = sim._NOISE
+    e1 = rng.normal(0, nz["alpha"], n_samples)
+    e2 = rng.normal(0, nz["wtp"], n_samples)
+    g3 = np.exp(rng.normal(0, nz["eta"], n_samples))
+    g4 = np.exp(rng.normal(0, nz["lambda"], n_samples))
+    t = market.customer_type
+    A, W, E, L = (sim._TYPE_ALPHA[t], np.log(sim._TYPE_WTP[t]), sim._TYPE_ETA[t], sim._TYPE_LAMBDA[t])
+
+    def parts(cidx, bidx, when):
+        d = sim._day_offsets(market, when)
+        dd = np.clip(d, 0, market.n_days_total - 1)
+        base = A[cidx] + sim._accept_season(market, d) + sim._KAPPA * sim._affinity(market, cidx, bidx)
+        return base, W[cidx] + market.bundle_log_value[bidx], market.bundle_comp_log[bidx, dd]
+
+    def logit(base, x1, x2, cidx):  # [n, S] log-odds at log price already folded into x1, x2
+        return (base[:, None] + e1[None] + E[cidx][:, None] * g3[None] * (x1[:, None] + e2[None])
+                + L[cidx][:, None] * g4[None] * x2[:, None])
+
+    offers = tables["offers"]
+    oci = sim.customer_index(market, offers["customer_id"].astype(str).to_numpy())
+    obi = sim.bundle_index(market, offers["bundle_id"].astype(str).to_numpy())
+    otime = pd.to_datetime(offers["offer_time"], utc=True).dt.tz_localize(None)
+    lp = np.log(offers["offered_price"].to_numpy(dtype=float))
+    y = offers["accepted"].to_numpy(dtype=bool)
+    base, x1, x2 = parts(oci, obi, otime)
+    x1, x2 = x1 - lp, x2 - lp
+    ll = np.zeros((market.n_customers, n_samples))
+    for lo in range(0, len(oci), 20_000):
+        sl = slice(lo, lo + 20_000)
+        u = logit(base[sl], x1[sl], x2[sl], oci[sl])
+        contrib = -np.logaddexp(0.0, np.where(y[sl, None], -u, u))  # log sigmoid(+-u)
+        np.add.at(ll, oci[sl], contrib)
+    post = np.exp(ll - ll.max(1, keepdims=True))
+    post /= post.sum(1, keepdims=True)
+
+    base, x1, x2 = parts(ci, bi, day)
+    grid = np.exp(np.linspace(np.log(cost * 1.05), np.log(lst), n_grid, axis=1))  # [n, G]
+    best = np.empty(len(ci))
+    for lo in range(0, len(ci), 500):
+        sl = slice(lo, lo + 500)
+        w = post[ci[sl]]  # [n, S]
+        prof = np.empty((len(w), n_grid))
+        for g in range(n_grid):
+            lpg = np.log(grid[sl, g])
+            acc = 1.0 / (1.0 + np.exp(-logit(base[sl], x1[sl] - lpg, x2[sl] - lpg, ci[sl])))
+            prof[:, g] = (w * acc).sum(1) * (grid[sl, g] - cost[sl])
+        best[sl] = grid[sl][np.arange(len(w)), prof.argmax(1)]
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="work/demo/data", help="simulated market folder (with _truth)")
@@ -42,6 +105,7 @@ def main() -> None:
     ap.add_argument("--alias", default="champion", help="registered model alias to evaluate")
     ap.add_argument("--pairs", type=int, default=20_000, help="traffic sample size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samples", type=int, default=2048, help="prior samples of the full-Bayes oracle")
     args = ap.parse_args()
 
     from pricing import simulator as sim
@@ -117,8 +181,13 @@ def main() -> None:
         acc = sum(weights[:, g : g + 1] * expit(base + grid[g]) for g in range(len(grid)))
         return np.where(np.isfinite(P), acc * (Pf - cost[:, None]), -np.inf).argmax(1)
 
+    # full Bayes: type known, all four individual parameters (intercept, willingness to pay, price and
+    # competitor sensitivity) learned from the customer's offers by importance sampling over their prior
+    full_bayes = full_bayes_prices(market, sim, tables, ci, bi, day, cost, lst, args.samples, args.seed)
+
     results = {
         "ladder, knowing the truth": share(Pf[rows, truth_best]),
+        "type known, every individual parameter learned (full Bayes, any price)": share(full_bayes),
         "model, every pair priced": share(Pf[rows, model_best]),
         "type known, individual level learned (oracle)": share(Pf[rows, bayes_best(post[ci])]),
         "type known, no individual information": share(Pf[rows, bayes_best(np.broadcast_to(prior, (len(ci), len(grid))))]),
