@@ -70,8 +70,8 @@ def main() -> None:
 
     from pricing.config import load_config
     from pricing.experiment import with_groups
-    from pricing.feedback import compute_feedback, markdown_table
     from pricing.features import PRICE_FEATURES
+    from pricing.feedback import compute_feedback, markdown_table
     from pricing.ladder import InfeasibleRulesError
     from pricing.model import train_model
     from pricing.pricebook import build_price_book
