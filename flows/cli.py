@@ -538,11 +538,9 @@ def serve(
     if not os.environ.get("PREFECT_API_URL"):
         console.print("[yellow]PREFECT_API_URL is not set[/]: serving against a temporary local API without a UI. "
                       "Start `prefect server start` and export PREFECT_API_URL=http://127.0.0.1:4200/api first.")
-    deployments, notes = build_deployments(
+    deployments = build_deployments(
         str(config) if config else None, str(data) if data else None, str(out_dir) if out_dir else None
     )
-    for note in notes:
-        console.print(f"[yellow]{escape(note)}[/]")
     serve_deployments(deployments, limit=limit)
 
 

@@ -9,16 +9,14 @@
 | ``promote/bundle-pricing`` | manual | promotion review; waits for approval in the UI |
 
 Parameters are the flows' own typed arguments (editable in the UI before a run, or per deployment);
-the ``--config``, ``--data`` and ``--out`` given to ``serve`` become their defaults. The feedback flow is
-served when ``flows/feedback.py`` exists. Deployments reference the flows by module path
+the ``--config``, ``--data`` and ``--out`` given to ``serve`` become their defaults; the feedback flow
+judges the book in ``--out`` on the period the shop drops into ``<work_dir>/realized`` (its default).
+Deployments reference the flows by module path
 (``flows.train.train_flow``), so runs work from any working directory.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ from pricing.config import load_config
 DEPLOYMENT_NAME = "bundle-pricing"
 TAGS = ["bundle-pricing"]
 
-logger = logging.getLogger("bundle_pricing")
 
 
 def _abs(path: str | Path | None) -> str | None:
@@ -39,28 +36,12 @@ def _given(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _feedback_flow() -> tuple[Any | None, str | None]:
-    """The feedback flow object, or (None, why it is skipped) while flows/feedback.py does not exist."""
-    try:
-        module = importlib.import_module("flows.feedback")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("flows.feedback",):
-            return None, "feedback flow not served: flows/feedback.py does not exist yet"
-        raise
-    from prefect import Flow
-
-    for value in vars(module).values():
-        if isinstance(value, Flow) and value.name == "feedback":
-            return value, None
-    return None, "feedback flow not served: flows/feedback.py defines no flow named 'feedback'"
-
-
 def build_deployments(
     config_path: str | None = None,
     data_dir: str | None = None,
     out_dir: str | None = None,
-) -> tuple[list[Any], list[str]]:
-    """The runner deployments to serve and notes on what was skipped.
+) -> list[Any]:
+    """The runner deployments to serve.
 
     Args:
         config_path: YAML config passed to every flow (schedules come from its ``serve:`` section).
@@ -71,6 +52,7 @@ def build_deployments(
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
+    from flows.feedback import feedback_flow
     from flows.pipeline import pipeline_flow
     from flows.price import price_flow
     from flows.promote import promote_flow
@@ -109,25 +91,16 @@ def build_deployments(
             description="Promotion review of the `challenger`; a better one waits for approval in this UI.",
             **common,
         ),
+        feedback_flow.to_deployment(
+            DEPLOYMENT_NAME,
+            schedules=[Cron(sv.feedback_cron, timezone=sv.timezone)],
+            parameters=_given({"prices_dir": out, "config_path": cfg}),  # the data before: the book's snapshot
+            description="Daily feedback on the played price book (the period in <work_dir>/realized); may "
+            "trigger retraining.",
+            **common,
+        ),
     ]
-    notes: list[str] = []
-    feedback, why = _feedback_flow()
-    if feedback is None:
-        notes.append(why or "feedback flow not served")
-        logger.warning(why)
-    else:
-        accepted = set(inspect.signature(feedback.fn).parameters)
-        wanted = {"config_path": cfg, "data_dir": data, "out_dir": out, "prices_dir": out, "price_book_dir": out}
-        deployments.append(
-            feedback.to_deployment(
-                DEPLOYMENT_NAME,
-                schedules=[Cron(sv.feedback_cron, timezone=sv.timezone)],
-                parameters=_given({k: v for k, v in wanted.items() if k in accepted}),
-                description="Daily feedback on the played price book; may trigger retraining.",
-                **common,
-            )
-        )
-    return deployments, notes
+    return deployments
 
 
 def serve_deployments(deployments: list[Any], limit: int | None = None) -> None:

@@ -269,7 +269,7 @@ def test_served_deployments_run_by_run_deployment(registry, tmp_path):
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        wanted = {"pipeline", "train", "price", "promote"}
+        wanted = {"pipeline", "train", "price", "promote", "feedback"}
         deadline = time.monotonic() + 120
         names: set[str] = set()
         with get_client(sync_client=True) as client:
@@ -285,9 +285,12 @@ def test_served_deployments_run_by_run_deployment(registry, tmp_path):
             train = client.read_deployment_by_name("train/bundle-pricing")
             price = client.read_deployment_by_name("price/bundle-pricing")
             pipeline = client.read_deployment_by_name("pipeline/bundle-pricing")
+            feedback = client.read_deployment_by_name("feedback/bundle-pricing")
         cfg = load_config(empty).serve
         assert [s.schedule.cron for s in train.schedules] == [cfg.train_cron]
         assert [s.schedule.cron for s in price.schedules] == [cfg.price_cron]
+        assert [s.schedule.cron for s in feedback.schedules] == [cfg.feedback_cron]
+        assert "realized_dir" in feedback.parameter_openapi_schema["properties"]
         assert not pipeline.schedules, "the pipeline runs on demand"
         assert pipeline.parameters["data_dir"] == str(Path(registry["data"]).resolve())
         assert "data_dir" in pipeline.parameter_openapi_schema["properties"], "parameters editable in the UI"
