@@ -184,6 +184,15 @@ class PriceBookConfig(_Section):
     segment_sample_customers: int = Field(
         100, ge=1, description="customers sampled per segment to estimate its acceptance along the ladder"
     )
+    context_chunk_rows: int = Field(
+        1_000_000, ge=1, description="personal candidates' feature contexts are built and scored this many requests at a "
+        "time (a 200k-customer shop has 3M candidate requests: one frame of them all peaked at 10 GiB)"
+    )
+    segment_score_budget: int = Field(
+        1_000_000, ge=1, description="at most this many (customer, bundle) requests scored along the ladder for the "
+        "segments: fewer sampled customers per segment when segments x bundles x sample exceeds it (never fewer "
+        "than 10); the sampling error widens the acceptance band"
+    )
     interval_z: float = Field(1.645, gt=0, description="width of the acceptance band (z of a normal; 1.645: 90%)")
     holdout_offers: int = Field(20_000, ge=100, description="latest offers used to measure the model's error band")
     period_days: int = Field(7, ge=1, description="planning period of a price book: offers per customer are measured over it")
@@ -243,7 +252,8 @@ class FeedbackConfig(_Section):
         0.03, gt=0, description="|realized - predicted conversion| over all offers of the period that fires"
     )
     max_segment_calibration_gap: float = Field(
-        0.05, gt=0, description="|realized - predicted conversion| in one segment that fires (segments are smaller)"
+        0.10, gt=0, description="|realized - predicted conversion| in one segment that fires: above the book's own "
+        "selection bias (prices chosen where the model is optimistic: up to 0.07 on stable default markets)"
     )
     psi_bins: int = Field(10, ge=2, description="reference-quantile bins of the population stability index")
     max_psi: float = Field(0.25, gt=0, description="a feature has drifted when its PSI exceeds this ...")

@@ -251,6 +251,14 @@ def _top_drivers(model, builder, ctx: pd.DataFrame, price: np.ndarray, k: int) -
     return out
 
 
+def segment_sample_size(per_segment: int, budget: int, n_segments: int, n_bundles: int) -> int:
+    """Customers sampled per segment: ``per_segment``, fewer when the requests (segments x bundles x sample)
+    would exceed ``budget`` (a 2,000-bundle shop scores 12 x 2,000 x 100 = 2.4M requests x 21 rungs
+    otherwise: 580 s at bench size), never fewer than 10."""
+    cap = budget // max(n_segments * n_bundles, 1)
+    return max(min(per_segment, cap), min(per_segment, 10))
+
+
 def build_price_book(
     tables: dict[str, pd.DataFrame],
     model: Any,
@@ -298,13 +306,13 @@ def build_price_book(
     sizes = centers["size"].to_numpy(dtype=np.float64)
 
     # -- segment acceptance along the ladder ------------------------------------------------------
-    m = pb.segment_sample_customers
+    m = segment_sample_size(pb.segment_sample_customers, pb.segment_score_budget, S, B)
     sample = (
         seg.groupby("segment_id", sort=False)["customer_id"]
         .apply(lambda s: s.sample(min(m, len(s)), random_state=int(rng.integers(1 << 31))).tolist())
         .reindex(seg_ids)
     )
-    say(f"scoring {S} segments x {B} bundles x {ladder.prices.shape[1]} ladder prices")
+    say(f"scoring {S} segments x {B} bundles x {ladder.prices.shape[1]} ladder prices ({m} customers per segment)")
     L = ladder.prices.shape[1]
     acc_mean = np.zeros((S, B, L))
     acc_se = np.zeros((S, B, L))
@@ -383,11 +391,16 @@ def build_price_book(
                 "time": pd.Series([at] * (len(seg) * K), dtype="datetime64[us, UTC]"),
             }
         )
-        ctx = context_features(builder, tables, req)
         r_idx = rungs[np.repeat(seg_index, K), candidates.ravel()]  # [C*K, R]
         b_idx = candidates.ravel()
         prices = np.where(r_idx >= 0, ladder.prices[b_idx[:, None], np.maximum(r_idx, 0)], np.nan)
-        a = score(model, builder, ctx, prices).astype(np.float32)
+        a = np.empty(prices.shape, dtype=np.float32)
+        step = pb.context_chunk_rows  # contexts of a few chunks at a time, not of every request (memory)
+        for lo in range(0, len(req), step):
+            sl = slice(lo, lo + step)
+            ctx = context_features(builder, tables, req.iloc[sl].reset_index(drop=True))
+            a[sl] = score(model, builder, ctx, prices[sl])
+            del ctx
         a = np.nan_to_num(a, nan=0.0).reshape(len(seg), K, R)
         e = (pb.interval_z * err_fn(a)).astype(np.float32)
         cproblem = CustomerProblem(

@@ -116,3 +116,33 @@ def test_offers_rate_averages_a_longer_window_and_scales_it_to_the_period():
     assert rate["AC"] == rate["BC"] == min(rate["AA"], rate["BB"])  # unseen bundles get the smallest seen rate
     week = dict(zip(cat.bundle_ids, offers_rate(tables, cat, n_customers=10, period_days=7)))
     assert np.isclose(week["BB"], 0.7) and np.isclose(week["AA"], 0.7)  # the last 7 days only (the old estimate)
+
+
+def test_segment_sample_shrinks_to_the_budget_but_not_below_ten():
+    from pricing.pricebook import segment_sample_size
+
+    assert segment_sample_size(100, 1_000_000, 12, 200) == 100  # default market: 240k requests, within budget
+    assert segment_sample_size(100, 1_000_000, 12, 2000) == 41  # bench: 2.4M requests -> 984k
+    assert segment_sample_size(100, 1_000, 12, 2000) == 10
+    assert segment_sample_size(5, 1_000, 12, 2000) == 5
+
+
+def test_personal_scoring_in_chunks_gives_the_same_book():
+    """Building the candidates' contexts a chunk at a time (memory) changes no price."""
+    from pricing.config import load_config
+    from pricing.features import PRICE_FEATURES
+    from pricing.model import train_model
+    from pricing.pricebook import build_price_book
+    from pricing.simulator import generate_market, generate_tables
+    from pricing.training import build_training_data
+
+    tables = generate_tables(generate_market("tiny", seed=3))
+    config = load_config(overrides={"model": {"n_estimators": 40, "refit_on_all": False}})
+    data = build_training_data(tables, config)
+    res = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
+    whole = build_price_book(tables, res.model, data.builder, config)
+    small = config.model_copy(update={"pricebook": config.pricebook.model_copy(update={"context_chunk_rows": 777})})
+    chunked = build_price_book(tables, res.model, data.builder, small)
+    assert len(whole.customer_offers) > 777
+    pd.testing.assert_frame_equal(whole.customer_offers, chunked.customer_offers)
+    pd.testing.assert_frame_equal(whole.bundle_prices, chunked.bundle_prices)
