@@ -21,7 +21,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 help:
 	@echo "make demo   - install, simulate the default market, validate it, then the closed loop: train, price, play, feedback, retrain, review, re-price"
 	@echo "make test   - install and run the test suite"
-	@echo "make bench  - benchmarks at bench size (slow; see docs/benchmarks.md)"
+	@echo "make bench  - the benchmarks: pipeline at three sizes, optimizer, feedback false alarms (about an hour; docs/benchmarks.md)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed (python3.11 or python3 on PATH)"; exit 1; }
@@ -49,9 +49,11 @@ lint: install
 	$(BIN)/ruff check pricing tasks flows expectations tests benchmarks
 
 bench: install
-	$(BIN)/python benchmarks/bench_ingest.py --size bench
-	$(BIN)/python benchmarks/bench_train.py --size bench
+	$(BIN)/python benchmarks/bench_pipeline.py --size tiny
+	$(BIN)/python benchmarks/bench_pipeline.py --size default
+	$(BIN)/python benchmarks/bench_pipeline.py --size bench
 	$(BIN)/python benchmarks/bench_optimize.py
+	$(BIN)/python benchmarks/feedback_false_alarm.py --size tiny --seeds 31-50
 
 clean:
 	rm -rf $(WORK) .pytest_cache
