@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
 from pricing.config import load_config
 from pricing.ingest import latest_snapshot
@@ -90,7 +90,7 @@ def feedback_flow(
         out = Path(retrain_data_dir) if retrain_data_dir else (
             Path(config.paths.work_dir) / "feedback" / f"retrain-{stamp}-{flow_run.get_id() or 'local'}" / "data")
         data = t.retraining_data(tables, realized, str(out))
-        via = retrain_via if retrain_via != "auto" else ("deployment" if flow_run.get_deployment_id() else "subflow")
+        via = retrain_via if retrain_via != "auto" else ("deployment" if deployment.id else "subflow")
         if via == "deployment":
             retrained = start_training_deployment(data, config_path, ingest_out)
             print(f"retraining triggered: flow run {retrained['flow_run_name']} of deployment "
