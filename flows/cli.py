@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 130)  # piped (make): wide enough for the tables
+out = Console(width=None if sys.stdout.isatty() else 170)  # piped (make): wide enough for the closed-loop table
 
 
 class Size(str, Enum):
