@@ -344,18 +344,24 @@ def test_bad_realized_data_stops_with_a_clear_message(played, tmp_path):
 
 @pytest.mark.flow
 def test_feedback_run_from_a_deployment_starts_the_training_deployment(played, tmp_path):
-    """retrain_via=deployment: the trigger starts a run of the served train deployment (run_deployment)."""
+    """A feedback run that belongs to a deployment (retrain_via=auto) starts a run of the served train
+    deployment (run_deployment) instead of training in its own process."""
     from prefect.client.orchestration import get_client
+    from prefect.context import _deployment_id  # what Prefect sets while it runs a deployment's flow run
 
     from flows.deployments import DEPLOYMENT_NAME
     from flows.feedback import feedback_flow
     from flows.train import train_flow
     from pricing.tracking import alias_map
 
-    train_flow.to_deployment(name=DEPLOYMENT_NAME).apply()  # registered, not served: the run stays scheduled
+    train_id = train_flow.to_deployment(name=DEPLOYMENT_NAME).apply()  # registered, not served: the run stays scheduled
     before = alias_map(MODEL_NAME)
-    res = feedback_flow(prices_dir=played["prices"], realized_dir=played["shift"], config_path=played["config"],
-                        retrain_data_dir=str(tmp_path / "retrain"), retrain_via="deployment")
+    token = _deployment_id.set(train_id)  # "this run belongs to a deployment"
+    try:
+        res = feedback_flow(prices_dir=played["prices"], realized_dir=played["shift"], config_path=played["config"],
+                            retrain_data_dir=str(tmp_path / "retrain"))
+    finally:
+        _deployment_id.reset(token)
     assert res["retrain"] is True
     started = res["retrained"]
     assert started["deployment"] == f"train/{DEPLOYMENT_NAME}"
