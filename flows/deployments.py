@@ -27,12 +27,12 @@ DEPLOYMENT_NAME = "bundle-pricing"
 TAGS = ["bundle-pricing"]
 
 
-
 def _abs(path: str | Path | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
 
 
-def _given(params: dict[str, Any]) -> dict[str, Any]:
+def given(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the unset (None) entries: the flow's own defaults apply to those."""
     return {k: v for k, v in params.items() if v is not None}
 
 
@@ -67,34 +67,34 @@ def build_deployments(
     deployments = [
         pipeline_flow.to_deployment(
             DEPLOYMENT_NAME,
-            parameters=_given({"data_dir": data, "out_dir": out, "config_path": cfg}),
+            parameters=given({"data_dir": data, "out_dir": out, "config_path": cfg}),
             description="The whole pipeline on demand: ingest, validate, features, train, register, price book.",
             **common,
         ),
         train_flow.to_deployment(
             DEPLOYMENT_NAME,
             schedules=[Cron(sv.train_cron, timezone=sv.timezone)],
-            parameters=_given({"data_dir": data, "config_path": cfg}),
+            parameters=given({"data_dir": data, "config_path": cfg}),
             description="Weekly retraining: registers a new `challenger` (promotion is a separate review).",
             **common,
         ),
         price_flow.to_deployment(
             DEPLOYMENT_NAME,
             schedules=[Cron(sv.price_cron, timezone=sv.timezone)],
-            parameters=_given({"out_dir": out, "data_dir": data, "config_path": cfg}),
+            parameters=given({"out_dir": out, "data_dir": data, "config_path": cfg}),
             description="Daily re-pricing with the `champion` model.",
             **common,
         ),
         promote_flow.to_deployment(
             DEPLOYMENT_NAME,
-            parameters=_given({"data_dir": data, "config_path": cfg}),
+            parameters=given({"data_dir": data, "config_path": cfg}),
             description="Promotion review of the `challenger`; a better one waits for approval in this UI.",
             **common,
         ),
         feedback_flow.to_deployment(
             DEPLOYMENT_NAME,
             schedules=[Cron(sv.feedback_cron, timezone=sv.timezone)],
-            parameters=_given({"prices_dir": out, "config_path": cfg}),  # the data before: the book's snapshot
+            parameters=given({"prices_dir": out, "config_path": cfg}),  # the data before: the book's snapshot
             description="Daily feedback on the played price book (the period in <work_dir>/realized); may "
             "trigger retraining.",
             **common,

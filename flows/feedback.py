@@ -116,10 +116,9 @@ def start_training_deployment(data_dir: str, config_path: str | None, ingest_out
     """Start the served training deployment on ``data_dir`` (``run_deployment``, not waiting for it)."""
     from prefect.deployments import run_deployment
 
-    from flows.deployments import DEPLOYMENT_NAME
+    from flows.deployments import DEPLOYMENT_NAME, given
 
     name = f"train/{DEPLOYMENT_NAME}"
-    params = {k: v for k, v in {"data_dir": data_dir, "config_path": config_path, "ingest_out": ingest_out}.items()
-              if v is not None}
+    params = given({"data_dir": data_dir, "config_path": config_path, "ingest_out": ingest_out})
     run = run_deployment(name, parameters=params, timeout=0)
     return {"deployment": name, "flow_run_id": str(run.id), "flow_run_name": run.name, "parameters": params}

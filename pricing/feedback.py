@@ -548,17 +548,6 @@ def mean_se(resid: Any, model_var: Any, cluster: Any) -> float:
     return max(model, robust)
 
 
-def _fitted_on(model: Any, since: Any) -> bool:
-    """Whether ``model`` was fitted on offers at or after ``since`` (its ``fitted_until`` is not earlier)."""
-    until = getattr(model, "fitted_until", None)
-    if not until:
-        return False
-    a, b = pd.Timestamp(until), pd.Timestamp(since)
-    a = a.tz_localize("UTC") if a.tzinfo is None else a
-    b = b.tz_localize("UTC") if b.tzinfo is None else b
-    return bool(a >= b)
-
-
 def _calibration_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
     g = df.groupby(key, sort=True, observed=True)
     out = pd.DataFrame({
@@ -692,16 +681,21 @@ def compute_feedback(
     # out of sample. A model refitted on every offer (model.refit_on_all) was fitted on the reference
     # window too, where it looks far better than it expects (tiny market: AUC 0.95, expects 0.85): its
     # yardstick is then the split model's test window, recorded at training (same trees, same calibrator).
-    yardstick = perf_ref
-    if _fitted_on(model, ref["offer_time"].min()):
+    from pricing.model import fitted_until_utc
+
+    ys, ys_name = perf_ref, "reference"
+    until_fit = fitted_until_utc(model)
+    if until_fit is not None and until_fit >= pd.to_datetime(ref["offer_time"], utc=True).min():
         held = getattr(model, "holdout_performance", None)
         if held:
-            yardstick = perf["training_test_window"] = {k: float(v) for k, v in held.items()}
+            ys, ys_name = {k: float(v) for k, v in held.items()}, "training test window"
+            perf["training_test_window"] = ys
             notes.append("the model was fitted on the reference window (refit on every offer): the performance "
                          "checks compare with its training-time test window instead")
-        else:
-            yardstick = {k: (perf_new[k] if k.startswith("expected_") else 0.0) for k in perf_new}
-            yardstick.update(auc=perf_new["expected_auc"], log_loss=perf_new["expected_log_loss"])
+        else:  # a model that meets its own expectation exactly, with no sampling error: zero departure
+            ys = {**perf_new, "auc": perf_new["expected_auc"], "log_loss": perf_new["expected_log_loss"],
+                  "auc_se": 0.0, "log_loss_se": 0.0}
+            ys_name = "own expectation"
             notes.append("the model was fitted on the reference window and records no test-window performance: "
                          "the performance checks compare with the model's own expectation only")
     if model_info and model_info.get("training_metrics"):
@@ -751,7 +745,6 @@ def compute_feedback(
         (f"{top['feature']}: PSI {top['psi']:.3f}, {top['ratio']:.1f}x its natural PSI {top['natural_psi']:.3f}; "
          f"mean {top['ref_mean']:.4g} -> {top['new_mean']:.4g}; {period['drifting_features']} feature(s) drifted")
         if top is not None else "no features", two_sided=False))
-    ys, ys_name = yardstick, "reference" if yardstick is perf_ref else "training test window"
     auc_drop = (perf_new["expected_auc"] - perf_new["auc"]) - (ys["expected_auc"] - ys["auc"])
     auc_se = math.hypot(perf_new["auc_se"], ys["auc_se"])
     checks.append(_check(

@@ -785,6 +785,15 @@ def _price_ranges(X: pd.DataFrame, present: Mapping[str, int], rows: np.ndarray)
     return ranges
 
 
+def fitted_until_utc(model: Any) -> pd.Timestamp | None:
+    """``model.fitted_until`` as a UTC timestamp (naive times are taken as UTC); None when not recorded."""
+    until = getattr(model, "fitted_until", None)
+    if not until:
+        return None
+    t = pd.Timestamp(until)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
 def _latest_time(times: Any, rows: np.ndarray) -> str | None:
     """ISO time of the latest of ``times[rows]``, or None when they are not timestamps."""
     t = pd.Series(times).reset_index(drop=True)[rows]

@@ -298,8 +298,9 @@ def holdout_offers(offers: pd.DataFrame, n: int, test_share: float, after: Any =
 
 def fitted_until(*contenders: Contender) -> pd.Timestamp | None:
     """The latest training-data time of the contenders (UTC), None when no model records it."""
-    times = [pd.Timestamp(c.model.fitted_until) for c in contenders if getattr(c.model, "fitted_until", None)]
-    times = [t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in times]
+    from pricing.model import fitted_until_utc
+
+    times = [t for t in (fitted_until_utc(c.model) for c in contenders) if t is not None]
     return max(times) if times else None
 
 
