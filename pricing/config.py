@@ -89,9 +89,19 @@ class ModelConfig(_Section):
     feature_fraction: float = Field(0.9, gt=0, le=1)
     bagging_fraction: float = Field(0.9, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
+    price_response: Literal["structured", "trees"] = Field(
+        "structured",
+        description="structured: log-odds = level(x) - sensitivity(x) * log(price / list), two LightGBM boosters "
+        "(smooth, strictly decreasing in price by construction); trees: one monotone-constrained LightGBM over the "
+        "price features (docs/pricing.md compares them)",
+    )
+    structured_rounds: int = Field(
+        2, ge=1, le=10, description="structured: level/sensitivity alternations (each refits both boosters)"
+    )
     monotone_constraints_method: Literal["basic", "intermediate", "advanced"] = "advanced"
-    calibration: Literal["auto", "isotonic", "none"] = Field(
-        "auto", description="auto: isotonic when it lowers the validation calibration error by a clear margin"
+    calibration: Literal["auto", "isotonic", "platt", "none"] = Field(
+        "auto", description="auto: the model's calibrator (isotonic for trees, Platt for structured) when it lowers the "
+        "validation calibration error by a clear margin, cross-fitted",
     )
     calibration_bins: int = Field(15, ge=2)
     min_rows: int = Field(500, ge=10, description="fewer offers than this: training stops with a message")
@@ -391,6 +401,16 @@ class Config(_Section):
     promotion: PromotionConfig = PromotionConfig()
     serve: ServeConfig = ServeConfig()
     scaleout: ScaleoutConfig = ScaleoutConfig()
+
+    @model_validator(mode="after")
+    def _dask_training_needs_tree_price_response(self) -> Config:
+        if self.scaleout.train_on_dask and self.model.price_response != "trees":
+            raise ValueError(
+                "scaleout.train_on_dask trains one LightGBM classifier on the cluster: it needs model.price_response: "
+                "trees (the structured model's sensitivity booster has a custom objective that LightGBM's Dask "
+                "interface cannot run)"
+            )
+        return self
 
     def fingerprint(self) -> str:
         """A short, stable hash of the effective configuration (lineage, caching)."""

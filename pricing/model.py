@@ -19,9 +19,11 @@ Pipeline (:func:`train_model`)
    price (the composition of coordinate-wise monotone pieces is monotone). ``n_estimators`` is an upper
    bound; LightGBM's own ``early_stopping`` callback on the validation log loss picks the number of
    trees (``best_iteration``).
-4. Calibration (``cfg.calibration``): an :class:`IsotonicCalibrator` fitted on the **validation**
-   split maps the raw probability to a calibrated one. It is non-decreasing by construction, so the
-   calibrated acceptance is still non-increasing in price. ``"isotonic"`` always calibrates,
+4. Calibration (``cfg.calibration``): a calibrator fitted on the **validation** split maps the raw
+   probability to a calibrated one: :class:`IsotonicCalibrator` for the tree model,
+   :class:`PlattCalibrator` (logistic on the log-odds, keeps the price curves smooth) for the
+   structured one. Both are non-decreasing, so the calibrated acceptance is still non-increasing in
+   price. ``"isotonic"`` / ``"platt"`` always calibrate,
    ``"none"`` never, ``"auto"`` decides with :func:`decide_calibration` (see there): fitting *and*
    judging isotonic on the same validation rows is optimistic, so the decision uses a **cross-fitted**
    estimate (K-fold inside the validation split: fit on K-1 folds, predict the held-out fold).
@@ -47,6 +49,7 @@ from typing import Any, Literal
 import lightgbm
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
@@ -57,9 +60,12 @@ __all__ = [
     "CalibrationDecision",
     "IsotonicCalibrator",
     "MonotoneReport",
+    "PlattCalibrator",
     "TrainResult",
     "TrainingDataError",
     "calibration_table",
+    "calibrator_from_dict",
+    "log_price_ratio",
     "check_monotone",
     "check_training_data",
     "decide_calibration",
@@ -85,6 +91,11 @@ AUTO_ABS_MARGIN = 0.005
 AUTO_REL_MARGIN = 0.2
 #: folds of the cross-fitted estimate inside the validation split
 AUTO_FOLDS = 5
+#: the two forms of the price response (``ModelConfig.price_response``)
+STRUCTURED, TREES = "structured", "trees"
+#: the structured model's log sensitivity is kept inside [-_SLOPE_CLIP, _SLOPE_CLIP] (exp(12) ~ 1.6e5:
+#: only a guard against overflow, never reached by a fitted model)
+_SLOPE_CLIP = 12.0
 
 
 class TrainingDataError(ValueError):
@@ -378,28 +389,103 @@ class IsotonicCalibrator:
 
 
 @dataclass(frozen=True)
-class CalibrationDecision:
-    """Why "auto" calibration did (not) pick isotonic; the numbers are on the validation split."""
+class PlattCalibrator:
+    """Logistic recalibration of the log-odds: ``p -> sigmoid(a + b * logit(p))`` with ``b > 0``.
 
-    use_isotonic: bool
+    Two parameters fitted by maximum likelihood (Newton's method) on the validation split. Being a
+    smooth, strictly increasing map of the log-odds, it keeps a structured model's price curves
+    log-linear (it scales every price sensitivity by ``b``), where isotonic regression's
+    piecewise-linear map bends them (docs/pricing.md: -0.011 of the clairvoyant optimum once).
+    """
+
+    a: float
+    b: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.a) and math.isfinite(self.b) and self.b > 0):
+            raise ValueError(f"PlattCalibrator needs finite a and b > 0, got a={self.a}, b={self.b}")
+
+    @staticmethod
+    def _logit(p: Any) -> np.ndarray:
+        q = np.clip(np.asarray(p, dtype="float64"), CAL_EPS, 1.0 - CAL_EPS)
+        return np.log(q) - np.log1p(-q)
+
+    @classmethod
+    def fit(cls, p: Any, y: Any, iters: int = 50) -> PlattCalibrator:
+        z = cls._logit(p)
+        yy = np.asarray(y, dtype="float64")
+        if len(z) == 0:
+            raise ValueError("cannot fit a calibrator without rows")
+        a, b = 0.0, 1.0
+        Z = np.stack([np.ones_like(z), z], axis=1)
+        for _ in range(iters):
+            q = expit(a + b * z)
+            w = np.maximum(q * (1 - q), 1e-12)
+            step = np.linalg.solve((Z * w[:, None]).T @ Z + 1e-9 * np.eye(2), Z.T @ (yy - q))
+            a, b = a + float(step[0]), b + float(step[1])
+            if np.abs(step).max() < 1e-10:
+                break
+        return cls(a=float(a), b=float(max(b, 1e-3)))
+
+    def transform(self, p: Any) -> np.ndarray:
+        return np.clip(expit(self.a + self.b * self._logit(p)), CAL_EPS, 1.0 - CAL_EPS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "platt", "input": "raw_probability", "a": self.a, "b": self.b}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PlattCalibrator:
+        if d.get("kind") != "platt":
+            raise ValueError(f"not a Platt calibrator: kind {d.get('kind')!r}")
+        return cls(a=float(d["a"]), b=float(d["b"]))
+
+
+Calibrator = IsotonicCalibrator | PlattCalibrator
+CALIBRATORS: dict[str, type[IsotonicCalibrator] | type[PlattCalibrator]] = {
+    "isotonic": IsotonicCalibrator, "platt": PlattCalibrator,
+}
+
+
+def calibrator_from_dict(d: Mapping[str, Any] | None) -> Calibrator | None:
+    """A calibrator from its :meth:`to_dict` form (None stays None)."""
+    if d is None:
+        return None
+    kind = d.get("kind", "centred_isotonic")
+    if kind == "platt":
+        return PlattCalibrator.from_dict(d)
+    return IsotonicCalibrator.from_dict(d)
+
+
+@dataclass(frozen=True)
+class CalibrationDecision:
+    """Whether (and with which calibrator) to calibrate, and why; the numbers are on the validation split."""
+
+    use_calibrator: bool
+    method: str  # the calibrator judged: "isotonic" or "platt"
     reason: str
     ece_raw: float
-    ece_isotonic_cv: float
+    ece_calibrated_cv: float
     ece_noise_floor: float
     brier_raw: float
-    brier_isotonic_cv: float
+    brier_calibrated_cv: float
+
+    @property
+    def use_isotonic(self) -> bool:
+        return self.use_calibrator and self.method == "isotonic"
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics; the raw ECE / Brier are ``valid_raw_ece`` / ``valid_raw_brier`` in TrainResult."""
         return {
-            "calibration_isotonic": float(self.use_isotonic),
-            "valid_isotonic_cv_ece": self.ece_isotonic_cv,
-            "valid_isotonic_cv_brier": self.brier_isotonic_cv,
+            "calibration_isotonic": float(self.use_calibrator and self.method == "isotonic"),
+            "calibration_platt": float(self.use_calibrator and self.method == "platt"),
+            "valid_calibrated_cv_ece": self.ece_calibrated_cv,
+            "valid_calibrated_cv_brier": self.brier_calibrated_cv,
             "valid_ece_noise_floor": self.ece_noise_floor,
         }
 
 
-def _cross_fitted_isotonic(p: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+def _cross_fitted(p: np.ndarray, y: np.ndarray, folds: int, seed: int, method: str = "isotonic") -> np.ndarray:
+    cal = CALIBRATORS[method]
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(p)) % folds
     out = np.empty(len(p))
@@ -408,57 +494,64 @@ def _cross_fitted_isotonic(p: np.ndarray, y: np.ndarray, folds: int, seed: int) 
         if held.all() or not held.any():
             out[held] = p[held]
             continue
-        out[held] = IsotonicCalibrator.fit(p[~held], y[~held]).transform(p[held])
+        out[held] = cal.fit(p[~held], y[~held]).transform(p[held])
     return out
 
 
 def decide_calibration(
-    p_raw: Any, y: Any, mode: Literal["auto", "isotonic", "none"], n_bins: int, seed: int = 0
+    p_raw: Any, y: Any, mode: Literal["auto", "isotonic", "platt", "none"], n_bins: int, seed: int = 0,
+    method: Literal["isotonic", "platt"] = "isotonic",
 ) -> CalibrationDecision:
     """Decide whether to calibrate, from raw validation probabilities and outcomes.
 
-    ``"isotonic"`` / ``"none"`` are obeyed. ``"auto"`` picks isotonic only when both hold:
+    ``"isotonic"`` / ``"platt"`` / ``"none"`` are obeyed. ``"auto"`` judges the calibrator ``method``
+    (the tree model's is isotonic, the structured model's Platt: see :class:`PlattCalibrator`) and
+    picks it only when both hold:
 
-    1. isotonic lowers the ECE by a clear margin, judged **cross-fitted** (``AUTO_FOLDS``-fold inside
+    1. it lowers the ECE by a clear margin, judged **cross-fitted** (``AUTO_FOLDS``-fold inside
        the validation split: each fold is predicted by a calibrator fitted on the other folds, so the
        judge never sees its own training rows):
        ``ECE_raw - ECE_cv >= max(AUTO_ABS_MARGIN, AUTO_REL_MARGIN * ECE_raw, floor)``, i.e. at least
        0.005, at least 20 % of the raw ECE, and at least :func:`ece_noise_floor` (the ECE a perfectly
        calibrated model would show on these rows from sampling noise alone; ~0.02 for 3k validation
        rows, ~0.002 for 400k), so a difference sampling noise could produce never switches it on;
-    2. isotonic does not make the Brier score (a proper scoring rule) worse, cross-fitted.
+    2. it does not make the Brier score (a proper scoring rule) worse, cross-fitted.
 
-    The numbers are computed and reported in every mode (metrics ``valid_isotonic_cv_ece``,
-    ``valid_isotonic_cv_brier``, ``valid_ece_noise_floor``; ``reason`` spells the decision out).
+    The numbers are computed and reported in every mode (metrics ``valid_calibrated_cv_ece``,
+    ``valid_calibrated_cv_brier``, ``valid_ece_noise_floor``; ``reason`` spells the decision out).
     """
+    if mode in CALIBRATORS:
+        method = mode  # type: ignore[assignment]
+    elif mode not in ("auto", "none"):
+        raise ValueError(f"unknown calibration mode {mode!r} (auto | isotonic | platt | none)")
+    if method not in CALIBRATORS:
+        raise ValueError(f"unknown calibrator {method!r} (isotonic | platt)")
     pp = np.asarray(p_raw, dtype="float64")
     yy = np.asarray(y, dtype="float64")
     ece_raw = expected_calibration_error(yy, pp, n_bins)
     floor = ece_noise_floor(pp, n_bins)
-    p_cv = _cross_fitted_isotonic(pp, yy, AUTO_FOLDS, seed)
+    p_cv = _cross_fitted(pp, yy, AUTO_FOLDS, seed, method)
     ece_cv = expected_calibration_error(yy, p_cv, n_bins)
     brier_raw = float(brier_score_loss(yy, pp))
     brier_cv = float(brier_score_loss(yy, p_cv))
     margin = max(AUTO_ABS_MARGIN, AUTO_REL_MARGIN * ece_raw, floor)
     nums = (
-        f"validation ECE raw {ece_raw:.4f} (noise floor {floor:.4f}), isotonic cross-fitted {ece_cv:.4f} "
-        f"(needs an improvement >= {margin:.4f}); Brier raw {brier_raw:.5f}, isotonic cross-fitted {brier_cv:.5f}"
+        f"validation ECE raw {ece_raw:.4f} (noise floor {floor:.4f}), {method} cross-fitted {ece_cv:.4f} "
+        f"(needs an improvement >= {margin:.4f}); Brier raw {brier_raw:.5f}, {method} cross-fitted {brier_cv:.5f}"
     )
-    if mode == "isotonic":
-        use, reason = True, f"calibration=isotonic (forced); {nums}"
+    if mode in CALIBRATORS:
+        use, reason = True, f"calibration={mode} (forced); {nums}"
     elif mode == "none":
         use, reason = False, f"calibration=none (forced); {nums}"
-    elif mode == "auto":
+    else:
         why = []
         if not ece_raw - ece_cv >= margin:
-            why.append("isotonic does not lower ECE by a clear margin")
+            why.append(f"{method} does not lower ECE by a clear margin")
         if not brier_cv <= brier_raw:
-            why.append("isotonic worsens the Brier score")
+            why.append(f"{method} worsens the Brier score")
         use = not why
-        reason = f"calibration=auto -> {'isotonic' if use else 'none'} ({'; '.join(why) or 'all criteria met'}); {nums}"
-    else:
-        raise ValueError(f"unknown calibration mode {mode!r} (auto | isotonic | none)")
-    return CalibrationDecision(use, reason, ece_raw, ece_cv, floor, brier_raw, brier_cv)
+        reason = f"calibration=auto -> {method if use else 'none'} ({'; '.join(why) or 'all criteria met'}); {nums}"
+    return CalibrationDecision(use, method, reason, ece_raw, ece_cv, floor, brier_raw, brier_cv)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,14 +561,26 @@ def decide_calibration(
 
 @dataclass
 class AcceptanceModel:
-    """A fitted acceptance model: LightGBM classifier (+ optional isotonic calibrator).
+    """A fitted acceptance model: LightGBM booster(s) (+ optional isotonic calibrator).
+
+    Two forms (``price_response``):
+
+    * ``"trees"``: one LightGBM classifier over every feature, monotone constraints on the price
+      features; acceptance is a step function of the price.
+    * ``"structured"``: ``log-odds = level(x) - sensitivity(x) * (log(price / list_sum) - ell_ref)``
+      with ``sensitivity(x) = exp(slope_base + slope(x))``: ``classifier`` grows the **level** and
+      ``slope_booster`` the **log price sensitivity**, both from the non-price features ``x`` only. The
+      price enters through ``discount_pct`` (``log(price / list_sum) = log(1 - discount_pct)``), so
+      acceptance is smooth and strictly decreasing in the price by construction, and each customer and
+      bundle gets its own price slope (a single tree model averages slopes over customers it cannot tell
+      apart and flattens them; docs/pricing.md measures the difference).
 
     ``classifier`` may also be a bare ``lightgbm.Booster`` (e.g. as loaded from a model file); rebuild
     a model from a logged classifier with :meth:`from_dict` (inverse of :meth:`to_dict`).
     """
 
     classifier: lightgbm.LGBMClassifier
-    calibrator: IsotonicCalibrator | None
+    calibrator: IsotonicCalibrator | PlattCalibrator | None
     feature_names: list[str]
     categorical: list[str]
     price_features: dict[str, int]
@@ -492,12 +597,35 @@ class AcceptanceModel:
     #: own expectation of both, their standard errors: :func:`pricing.feedback.performance`). A model
     #: refitted on every offer has no unseen window left in its data; feedback compares with this.
     holdout_performance: dict[str, float] | None = None
+    #: "trees" or "structured" (see the class docstring)
+    price_response: str = "trees"
+    #: structured: the log price sensitivity booster, its constant and number of trees, the reference
+    #: log price ratio (log-odds at ``price = list_sum * exp(ell_ref)`` is the level)
+    slope_booster: lightgbm.Booster | None = None
+    slope_base: float = 0.0
+    slope_best_iteration: int = 0
+    ell_ref: float = 0.0
 
     # -- prediction ---------------------------------------------------------------------------------
     @property
     def booster(self) -> lightgbm.Booster:
         c = self.classifier
         return c if isinstance(c, lightgbm.Booster) else c.booster_
+
+    @property
+    def structured(self) -> bool:
+        return self.price_response == STRUCTURED
+
+    @property
+    def categorical_context(self) -> list[str]:
+        return [c for c in self.categorical if c in self.context_features]
+
+    @property
+    def context_features(self) -> list[str]:
+        """The boosters' input columns: every feature (trees), the non-price ones (structured)."""
+        if not self.structured:
+            return list(self.feature_names)
+        return [c for c in self.feature_names if c not in self.price_features]
 
     def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(X, pd.DataFrame):
@@ -515,13 +643,67 @@ class AcceptanceModel:
             return np.zeros((0, len(self.feature_names) + 1)) if kw.get("pred_contrib") else np.zeros(0)
         return self.booster.predict(Xm, num_iteration=self.best_iteration, **kw)
 
-    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated P(accept) from the classifier (best iteration), 1-D."""
-        return np.asarray(self._predict(X), dtype="float64")
+    def _structured_parts(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(level log-odds, sensitivity, centred log price ratio) per row of a structured model."""
+        Xm = self._matrix(X)
+        if len(Xm) == 0:
+            z = np.zeros(0)
+            return z, z, z
+        Xc = Xm[self.context_features]
+        level = np.asarray(self.booster.predict(Xc, num_iteration=self.best_iteration, raw_score=True), dtype="float64")
+        return level, self.sensitivity(Xc), log_price_ratio(Xm) - self.ell_ref
+
+    def sensitivity(self, X: pd.DataFrame) -> np.ndarray:
+        """Structured model: ``d log-odds / d log price`` (negated) per row, > 0; ``X`` needs the
+        non-price features only. A tree model has no such closed form (use two prices instead)."""
+        if not self.structured or self.slope_booster is None:
+            raise ValueError("sensitivity() needs a structured model (model.price_response: structured)")
+        Xc = X[self.context_features]
+        if len(Xc) == 0:
+            return np.zeros(0)
+        g = self.slope_booster.predict(Xc, num_iteration=self.slope_best_iteration or None, raw_score=True)
+        return np.exp(np.clip(self.slope_base + np.asarray(g, dtype="float64"), -_SLOPE_CLIP, _SLOPE_CLIP))
+
+    def predict_proba_at_discounts(self, X: pd.DataFrame, discount: np.ndarray) -> np.ndarray:
+        """Structured model: calibrated acceptance of every row of ``X`` at each of its ``discount`` columns.
+
+        ``discount [n, L]`` holds ``discount_pct`` values (``1 - price / list_sum``, NaN = no price; the
+        result is NaN there). The boosters run once per row, the price term once per cell: a price
+        ladder costs two predictions per row instead of ``L`` (equal, to rounding, to setting the price
+        columns and calling :meth:`predict_proba` per column).
+        """
+        if not self.structured:
+            raise ValueError("predict_proba_at_discounts() needs a structured model")
+        d = np.asarray(discount, dtype="float64")
+        if d.ndim != 2 or d.shape[0] != len(X):
+            raise ValueError(f"discount must be [len(X), L], got {d.shape} for {len(X)} rows")
+        if len(X) == 0:
+            return np.zeros(d.shape)
+        Xm = self._matrix(X)
+        Xc = Xm[self.context_features]
+        level = np.asarray(self.booster.predict(Xc, num_iteration=self.best_iteration, raw_score=True), dtype="float64")
+        sens = self.sensitivity(Xc)
+        ok = np.isfinite(d)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ell = np.log1p(-np.where(ok, d, 0.0))
+        ell = np.where(np.isfinite(ell), ell, 0.0) - self.ell_ref
+        p = expit(level[:, None] - sens[:, None] * ell)
+        if self.calibrator is not None:
+            p = self.calibrator.transform(p.ravel()).reshape(p.shape)
+        return np.where(ok, p, np.nan)
 
     def predict_log_odds(self, X: pd.DataFrame) -> np.ndarray:
         """Raw (uncalibrated) log-odds; ``contributions(X).sum(axis=1)`` equals this."""
+        if self.structured:
+            level, sens, ell = self._structured_parts(X)
+            return level - sens * ell
         return np.asarray(self._predict(X, raw_score=True), dtype="float64")
+
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated P(accept), 1-D."""
+        if self.structured:
+            return expit(self.predict_log_odds(X))
+        return np.asarray(self._predict(X), dtype="float64")
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated P(accept), 1-D (= :meth:`predict_raw` when there is no calibrator)."""
@@ -529,22 +711,41 @@ class AcceptanceModel:
         return raw if self.calibrator is None else self.calibrator.transform(raw)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Per-row additive explanation of the raw log-odds (LightGBM ``pred_contrib=True``, TreeSHAP):
-        one column per feature plus ``bias``; rows sum to :meth:`predict_log_odds`. The calibrator is
-        not included (it is a monotone map of the total)."""
-        c = np.asarray(self._predict(X, pred_contrib=True), dtype="float64")
-        return pd.DataFrame(c, columns=[*self.feature_names, "bias"], index=X.index)
+        """Per-row additive explanation of the raw log-odds: one column per feature plus ``bias``; rows
+        sum to :meth:`predict_log_odds`. The calibrator is not included (it is a monotone map of the total).
+
+        Trees: LightGBM ``pred_contrib=True`` (TreeSHAP). Structured: TreeSHAP of the level booster on the
+        non-price features, and the whole price term ``-sensitivity * (log(price / list_sum) - ell_ref)``
+        in the ``price`` column (the other price columns are 0): "how much this price moves the log-odds
+        against the reference price", with the customer's own sensitivity."""
+        if not self.structured:
+            c = np.asarray(self._predict(X, pred_contrib=True), dtype="float64")
+            return pd.DataFrame(c, columns=[*self.feature_names, "bias"], index=X.index)
+        Xm = self._matrix(X)
+        out = pd.DataFrame(0.0, columns=[*self.feature_names, "bias"], index=X.index)
+        if len(Xm) == 0:
+            return out
+        ctx_cols = self.context_features
+        c = np.asarray(self.booster.predict(Xm[ctx_cols], num_iteration=self.best_iteration, pred_contrib=True),
+                       dtype="float64")
+        out[ctx_cols] = c[:, :-1]
+        out["bias"] = c[:, -1]
+        price_col = "price" if "price" in self.price_features else next(iter(self.price_features))
+        _level, sens, ell = self._structured_parts(X)
+        out[price_col] = -sens * ell
+        return out
 
     # -- serialisation (the classifier itself is logged as a LightGBM model elsewhere) ---------------
     def calibrator_to_dict(self) -> dict[str, Any] | None:
         return None if self.calibrator is None else self.calibrator.to_dict()
 
     @staticmethod
-    def calibrator_from_dict(d: Mapping[str, Any] | None) -> IsotonicCalibrator | None:
-        return None if d is None else IsotonicCalibrator.from_dict(d)
+    def calibrator_from_dict(d: Mapping[str, Any] | None) -> Calibrator | None:
+        return calibrator_from_dict(d)
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything but the classifier, JSON-serialisable (log it beside the LightGBM model)."""
+        """Everything but the boosters, JSON-serialisable (log it beside the LightGBM model; a structured
+        model's sensitivity booster goes beside it as text, :meth:`slope_model_text`)."""
         return {
             "feature_names": list(self.feature_names),
             "categorical": list(self.categorical),
@@ -554,12 +755,30 @@ class AcceptanceModel:
             "price_feature_ranges": {k: dict(v) for k, v in self.price_feature_ranges.items()},
             "fitted_until": self.fitted_until,
             "holdout_performance": self.holdout_performance,
+            "price_response": self.price_response,
+            "slope_base": float(self.slope_base),
+            "slope_best_iteration": int(self.slope_best_iteration),
+            "ell_ref": float(self.ell_ref),
         }
+
+    def slope_model_text(self) -> str | None:
+        """The sensitivity booster as LightGBM model text (None for a tree model)."""
+        return None if self.slope_booster is None else self.slope_booster.model_to_string()
 
     @classmethod
     def from_dict(
-        cls, classifier: lightgbm.LGBMClassifier | lightgbm.Booster, d: Mapping[str, Any]
+        cls,
+        classifier: lightgbm.LGBMClassifier | lightgbm.Booster,
+        d: Mapping[str, Any],
+        slope_booster: lightgbm.Booster | str | None = None,
     ) -> AcceptanceModel:
+        """Inverse of :meth:`to_dict`; a structured model needs its ``slope_booster`` (a Booster or its
+        model text)."""
+        response = str(d.get("price_response", TREES))
+        if isinstance(slope_booster, str):
+            slope_booster = lightgbm.Booster(model_str=slope_booster)
+        if response == STRUCTURED and slope_booster is None:
+            raise ValueError("a structured acceptance model needs its sensitivity booster (slope_booster)")
         return cls(
             classifier=classifier,
             calibrator=cls.calibrator_from_dict(d.get("calibrator")),
@@ -573,6 +792,11 @@ class AcceptanceModel:
             },
             fitted_until=d.get("fitted_until"),
             holdout_performance=d.get("holdout_performance"),
+            price_response=response,
+            slope_booster=slope_booster,
+            slope_base=float(d.get("slope_base", 0.0)),
+            slope_best_iteration=int(d.get("slope_best_iteration", 0)),
+            ell_ref=float(d.get("ell_ref", 0.0)),
         )
 
 
@@ -776,6 +1000,154 @@ def _fit_on_dask(
     return clf, best, [float(v) for v in curve]
 
 
+# --------------------------------------------------------------------------------------------------
+# the structured price response: level(x) - sensitivity(x) * log price ratio
+# --------------------------------------------------------------------------------------------------
+
+
+def log_price_ratio(X: pd.DataFrame) -> np.ndarray:
+    """``log(price / list_sum)`` per row, from the ``discount_pct`` column (``1 - price / list_sum``)."""
+    if "discount_pct" not in X.columns:
+        raise KeyError("the structured price response needs the price feature 'discount_pct' (1 - price / list_sum)")
+    d = X["discount_pct"].to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.log1p(-d)
+    return np.where(np.isfinite(out), out, 0.0)  # unknown list price: the reference price (no price term)
+
+
+def _global_price_logit(ell: np.ndarray, y: np.ndarray, iters: int = 30) -> tuple[float, float]:
+    """Intercept and (positive) slope of ``logit P = a - b * ell``, by Newton's method: the start."""
+    a, b = 0.0, 0.0
+    X1 = np.stack([np.ones_like(ell), -ell], axis=1)
+    for _ in range(iters):
+        p = expit(a - b * ell)
+        w = np.maximum(p * (1 - p), 1e-9)
+        g = X1.T @ (y - p)
+        h = (X1 * w[:, None]).T @ X1 + 1e-6 * np.eye(2)
+        a, b = np.array([a, b]) + np.linalg.solve(h, g)
+    return float(a), float(max(b, 0.5))
+
+
+@dataclass
+class _StructuredFit:
+    level: lightgbm.LGBMClassifier
+    slope: lightgbm.Booster
+    slope_base: float
+    ell_ref: float
+    best_level: int
+    best_slope: int
+    curve: list[float]  # the last level fit's validation log loss per tree
+
+
+def _level_classifier(cfg: ModelConfig, n_trees: int | None = None) -> lightgbm.LGBMClassifier:
+    """The level booster: the tree model's parameters without monotone constraints (it sees no price;
+    LightGBM 4.7 crashes on an empty constraint list with the 'advanced' method)."""
+    fixed = cfg if n_trees is None else cfg.model_copy(update={"n_estimators": int(n_trees)})
+    clf = _classifier(fixed, [])
+    clf.set_params(monotone_constraints=None, monotone_constraints_method="basic")
+    return clf
+
+
+def _fit_level(cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray, offset: np.ndarray, rows: np.ndarray,
+               valid: np.ndarray | None, categorical: Sequence[str], n_trees: int | None = None,
+               ) -> lightgbm.LGBMClassifier:
+    """The level booster on ``rows`` with the price term as LightGBM ``init_score`` (early-stopped on ``valid``)."""
+    clf = _level_classifier(cfg, n_trees)
+    kw: dict[str, Any] = {"init_score": offset[rows], "categorical_feature": list(categorical) or "auto"}
+    if valid is not None:
+        kw.update(eval_X=(X.iloc[valid],), eval_y=(y[valid],), eval_init_score=[offset[valid]], eval_names=["valid"],
+                  eval_metric="binary_logloss",
+                  callbacks=[lightgbm.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)])
+    clf.fit(X.iloc[rows], y[rows], **kw)
+    return clf
+
+
+def _fit_slope(cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray, level: np.ndarray, ell: np.ndarray, base: float,
+               rows: np.ndarray, valid: np.ndarray | None, categorical: Sequence[str],
+               n_trees: int | None = None) -> lightgbm.Booster:
+    """The log sensitivity booster ``g`` with ``log-odds = level - exp(base + g) * ell``, level fixed.
+
+    LightGBM with a custom objective: gradient ``(p - y) * dz/dg`` with ``dz/dg = -exp(base + g) * ell``
+    and the Gauss-Newton Hessian ``p (1 - p) (dz/dg)^2``; early stopping on the validation log loss.
+    """
+    lv, el, yy = level[rows], ell[rows], y[rows].astype("float64")
+
+    def objective(preds: np.ndarray, _data: lightgbm.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        dz = -np.exp(np.clip(base + preds, -_SLOPE_CLIP, _SLOPE_CLIP)) * el
+        p = expit(lv + dz)
+        return (p - yy) * dz, np.maximum(p * (1 - p) * dz * dz, 1e-9)
+
+    params = {
+        "objective": objective, "metric": "None", "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
+        "min_child_samples": cfg.min_child_samples, "feature_fraction": cfg.feature_fraction,
+        "bagging_fraction": cfg.bagging_fraction, "bagging_freq": 1 if cfg.bagging_fraction < 1 else 0,
+        "lambda_l2": cfg.lambda_l2, "num_threads": cfg.n_threads, "seed": cfg.seed, "verbose": -1,
+    }
+    train = lightgbm.Dataset(X.iloc[rows], label=yy, categorical_feature=list(categorical) or "auto",
+                             free_raw_data=True)
+    if valid is None:
+        return lightgbm.train(params, train, num_boost_round=int(n_trees or cfg.n_estimators))
+    lv_v, el_v, y_v = level[valid], ell[valid], y[valid].astype("float64")
+
+    def valid_log_loss(preds: np.ndarray, _data: lightgbm.Dataset) -> tuple[str, float, bool]:
+        z = lv_v - np.exp(np.clip(base + preds, -_SLOPE_CLIP, _SLOPE_CLIP)) * el_v
+        return "log_loss", float(np.mean(np.logaddexp(0.0, z) - y_v * z)), False
+
+    vset = lightgbm.Dataset(X.iloc[valid], label=y_v, reference=train, categorical_feature=list(categorical) or "auto")
+    return lightgbm.train(params, train, num_boost_round=cfg.n_estimators, valid_sets=[vset], valid_names=["valid"],
+                          feval=valid_log_loss,
+                          callbacks=[lightgbm.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+
+
+def _slope_of(booster: lightgbm.Booster, X: pd.DataFrame, base: float, n_trees: int | None = None) -> np.ndarray:
+    g = np.asarray(booster.predict(X, num_iteration=n_trees, raw_score=True), dtype="float64")
+    return np.exp(np.clip(base + g, -_SLOPE_CLIP, _SLOPE_CLIP))
+
+
+def _fit_structured(cfg: ModelConfig, Xc: pd.DataFrame, y: np.ndarray, ell_raw: np.ndarray, tr: np.ndarray,
+                    va: np.ndarray, categorical: Sequence[str]) -> _StructuredFit:
+    """Alternate the level and sensitivity boosters (``cfg.structured_rounds`` times, then the level once more).
+
+    Start: one global logistic curve in the log price ratio. Each level fit sees the current price term
+    as a fixed offset, each sensitivity fit the current level; both are early-stopped on ``va``.
+    """
+    tr_i, va_i = np.flatnonzero(tr), np.flatnonzero(va)
+    ell_ref = float(np.median(ell_raw[tr_i]))
+    ell = ell_raw - ell_ref
+    _a, b = _global_price_logit(ell[tr_i], y[tr_i].astype("float64"))
+    base = math.log(b)
+    sens = np.full(len(y), b)
+    slope: lightgbm.Booster | None = None
+    for _ in range(cfg.structured_rounds):
+        level_clf = _fit_level(cfg, Xc, y, -sens * ell, tr_i, va_i, categorical)
+        level = np.asarray(level_clf.predict(Xc, raw_score=True), dtype="float64")
+        slope = _fit_slope(cfg, Xc, y, level, ell, base, tr_i, va_i, categorical)
+        sens = _slope_of(slope, Xc, base, slope.best_iteration or None)
+    level_clf = _fit_level(cfg, Xc, y, -sens * ell, tr_i, va_i, categorical)
+    assert slope is not None
+    return _StructuredFit(
+        level=level_clf, slope=slope, slope_base=base, ell_ref=ell_ref,
+        best_level=int(level_clf.best_iteration_ or level_clf.n_estimators),
+        best_slope=int(slope.best_iteration or slope.current_iteration()),
+        curve=list(level_clf.evals_result_.get("valid", {}).get("binary_logloss", [])),
+    )
+
+
+def _refit_structured(cfg: ModelConfig, Xc: pd.DataFrame, y: np.ndarray, ell_raw: np.ndarray, fit: _StructuredFit,
+                      categorical: Sequence[str]) -> tuple[lightgbm.LGBMClassifier, lightgbm.Booster]:
+    """The split model's tree counts grown on every row: level (price term of the split sensitivity),
+    sensitivity (that level), level again (the new sensitivity)."""
+    rows = np.arange(len(y))
+    ell = ell_raw - fit.ell_ref
+    sens = _slope_of(fit.slope, Xc, fit.slope_base, fit.best_slope)
+    level_clf = _fit_level(cfg, Xc, y, -sens * ell, rows, None, categorical, fit.best_level)
+    level = np.asarray(level_clf.predict(Xc, raw_score=True), dtype="float64")
+    slope = _fit_slope(cfg, Xc, y, level, ell, fit.slope_base, rows, None, categorical, fit.best_slope)
+    sens = _slope_of(slope, Xc, fit.slope_base)
+    level_clf = _fit_level(cfg, Xc, y, -sens * ell, rows, None, categorical, fit.best_level)
+    return level_clf, slope
+
+
 def _price_ranges(X: pd.DataFrame, present: Mapping[str, int], rows: np.ndarray) -> dict[str, dict[str, float]]:
     ranges = {}
     for k in present:
@@ -846,7 +1218,17 @@ def train_model(
     constraints = monotone_vector(names, present)
 
     X_va, y_va = X.iloc[np.flatnonzero(va)], labels[va]
-    if dask_client is None:
+    structured = cfg.price_response == STRUCTURED
+    fit: _StructuredFit | None = None
+    if structured:
+        if dask_client is not None:
+            raise ValueError("training on Dask needs model.price_response: trees (see scaleout.train_on_dask)")
+        ctx_names = [c for c in names if c not in present]
+        ctx_categorical = [c for c in categorical if c in ctx_names]
+        ell_raw = log_price_ratio(X)
+        fit = _fit_structured(cfg, X[ctx_names], labels, ell_raw, tr, va, ctx_categorical)
+        clf, best, curve_vals = fit.level, fit.best_level, fit.curve
+    elif dask_client is None:
         clf = _classifier(cfg, constraints)
         clf.fit(
             X.iloc[np.flatnonzero(tr)],
@@ -874,13 +1256,20 @@ def train_model(
         best_iteration=best,
         price_feature_ranges=ranges,
     )
+    if fit is not None:
+        model.price_response = STRUCTURED
+        model.slope_booster = fit.slope
+        model.slope_base = fit.slope_base
+        model.slope_best_iteration = fit.best_slope
+        model.ell_ref = fit.ell_ref
 
     X_te, y_te = X.iloc[np.flatnonzero(te)], labels[te]
     raw = {"valid": model.predict_raw(X_va), "test": model.predict_raw(X_te)}
     ys = {"valid": y_va, "test": y_te}
-    decision = decide_calibration(raw["valid"], y_va, cfg.calibration, cfg.calibration_bins, seed=cfg.seed)
-    if decision.use_isotonic:
-        model.calibrator = IsotonicCalibrator.fit(raw["valid"], y_va)
+    decision = decide_calibration(raw["valid"], y_va, cfg.calibration, cfg.calibration_bins, seed=cfg.seed,
+                                  method="platt" if structured else "isotonic")
+    if decision.use_calibrator:
+        model.calibrator = CALIBRATORS[decision.method].fit(raw["valid"], y_va)
     final = {k: (v if model.calibrator is None else model.calibrator.transform(v)) for k, v in raw.items()}
 
     metrics: dict[str, float] = {
@@ -906,24 +1295,34 @@ def train_model(
     model.holdout_performance = performance(y_te, final["test"]) if len(y_te) else None
     model.fitted_until = _latest_time(times, np.ones(len(X), dtype=bool) if cfg.refit_on_all else tr | va)
     metrics["refit_on_all"] = float(cfg.refit_on_all)
+    metrics["price_response_structured"] = float(structured)
+    if fit is not None:
+        metrics["slope_best_iteration"] = float(fit.best_slope)
     if cfg.refit_on_all:
         # the number of trees and the calibration were chosen on the time split; the published trees are
         # grown on every offer, so the latest ones (after a market shift: the only ones that show it)
         # shape the model. The metrics above describe the split model (the honest out-of-sample ones).
-        clf = _refit(cfg, constraints, X, labels, categorical, best, dask_client)
+        if fit is not None:
+            clf, model.slope_booster = _refit_structured(cfg, X[model.context_features], labels, log_price_ratio(X),
+                                                         fit, model.categorical_context)
+        else:
+            clf = _refit(cfg, constraints, X, labels, categorical, best, dask_client)
         model.classifier = clf
         model.price_feature_ranges = _price_ranges(X, present, np.ones(len(X), dtype=bool))
         metrics["refit_n"] = float(len(X))
 
     booster = clf.booster_
+    imp = {
+        "feature": model.context_features,
+        "gain": booster.feature_importance(importance_type="gain", iteration=best),
+        "split": booster.feature_importance(importance_type="split", iteration=best),
+    }
+    if model.slope_booster is not None:  # the sensitivity booster's own importance, beside the level's
+        it = model.slope_best_iteration or None
+        imp["sensitivity_gain"] = model.slope_booster.feature_importance(importance_type="gain", iteration=it)
+        imp["sensitivity_split"] = model.slope_booster.feature_importance(importance_type="split", iteration=it)
     importance = (
-        pd.DataFrame(
-            {
-                "feature": names,
-                "gain": booster.feature_importance(importance_type="gain", iteration=best),
-                "split": booster.feature_importance(importance_type="split", iteration=best),
-            }
-        )
+        pd.DataFrame(imp)
         .sort_values(["gain", "split"], ascending=False, kind="mergesort")
         .reset_index(drop=True)
     )

@@ -7,7 +7,10 @@
   a registered model also gets ``champion``.
 - A registered version = the LightGBM classifier (``mlflow.lightgbm`` flavour, with signature and input
   example) + ``acceptance_model.json`` (calibrator, feature order, price features) +
-  ``feature_builder.json`` in the same run. :func:`load_model` puts them back together.
+  ``feature_builder.json`` in the same run; a structured model (``model.price_response: structured``)
+  also ``sensitivity_model.txt``, its price-sensitivity booster, and then the registered LightGBM model
+  is its **level** booster (log-odds at the reference price, before the price term): load the whole
+  model with :func:`load_model`, which puts them back together.
 
 No Prefect here; MLflow is imported lazily (3-4 s).
 """
@@ -29,6 +32,7 @@ PREVIOUS_CHAMPION = "previous-champion"
 MODEL_ARTIFACT = "model"
 MODEL_META = "acceptance_model.json"
 BUILDER_FILE = "feature_builder.json"
+SLOPE_FILE = "sensitivity_model.txt"  # a structured model's price-sensitivity booster (LightGBM model text)
 
 
 def resolve_tracking_uri(config: Config) -> str:
@@ -103,7 +107,12 @@ def log_model_and_register(
     from mlflow.models import infer_signature
 
     example = X_example.head(5)  # all numeric (categoricals as codes): valid for MLflow's serving path
-    signature = infer_signature(example, model.predict_proba(example))
+    output = model.predict_proba(example)
+    if getattr(model, "structured", False):
+        # the logged LightGBM model is the level booster: its inputs are the non-price features
+        example = example[model.context_features]
+        output = model.classifier.predict_proba(example)[:, 1]
+    signature = infer_signature(example, output)
     info = mlflow.lightgbm.log_model(
         model.classifier,
         name=MODEL_ARTIFACT,
@@ -114,6 +123,9 @@ def log_model_and_register(
     )
     mlflow.log_text(json.dumps(model.to_dict(), indent=2), MODEL_META)
     mlflow.log_text(builder_json, BUILDER_FILE)
+    slope_text = model.slope_model_text()
+    if slope_text is not None:
+        mlflow.log_text(slope_text, SLOPE_FILE)
     out: dict[str, Any] = {"model_uri": info.model_uri, "version": None, "aliases": []}
     if not register:
         return out
@@ -183,8 +195,13 @@ def load_model(name: str, alias: str | None = CHAMPION, version: str | None = No
         builder_json = Path(
             mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=BUILDER_FILE, dst_path=tmp)
         ).read_text()
+        slope_text = None
+        if meta.get("price_response") == "structured":
+            slope_text = Path(
+                mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=SLOPE_FILE, dst_path=tmp)
+            ).read_text()
     return LoadedModel(
-        model=AcceptanceModel.from_dict(classifier, meta),
+        model=AcceptanceModel.from_dict(classifier, meta, slope_booster=slope_text),
         builder=FeatureBuilder.from_json(builder_json),
         name=name,
         version=str(mv.version),

@@ -122,8 +122,9 @@ def log_and_register(
                 "bundles_mined": str(lineage.get("bundles_mined", False)),
                 "prefect_flow_run_id": flow_run_id or "",
                 "git_sha": _git_sha() or "",
-                "calibration": "isotonic" if result.model.calibrator is not None else "none",
+                "calibration": result.calibration_decision.method if result.model.calibrator is not None else "none",
                 "training_engine": "dask" if config.scaleout.train_on_dask else "local",
+                "price_response": result.model.price_response,
             }
         )
         params = {f"model.{k}": v for k, v in config.model.model_dump().items()}

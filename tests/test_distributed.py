@@ -51,10 +51,14 @@ def test_chunked_scorer_rejects_lost_or_misshapen_chunks():
         ChunkedScorer(local_chunk_mapper, chunk_rows=2)(None, None, ctx, np.ones((4, 2)))
 
 
-def test_dask_training_needs_the_dask_engine():
+def test_dask_training_needs_the_dask_engine_and_the_tree_model():
     with pytest.raises(ValueError, match="train_on_dask needs scaleout.engine: dask"):
         ScaleoutConfig(train_on_dask=True)
     assert Config().scaleout.engine == "local"
+    dask_training = {"engine": "dask", "train_on_dask": True}
+    with pytest.raises(ValueError, match="needs model.price_response: trees"):
+        Config.model_validate({"scaleout": dask_training})
+    assert Config.model_validate({"scaleout": dask_training, "model": {"price_response": "trees"}}).scaleout.train_on_dask
 
 
 def test_early_stopping_rule_replays_lightgbm_callback():
@@ -114,8 +118,8 @@ def dask_and_local_books(tiny_market, tmp_path_factory, prefect_harness):
     (tmp / "dask").mkdir()
     (tmp / "local").mkdir()
     dask_cfg = Path(flow_config(tmp / "dask", "dask-test"))
-    dask_cfg.write_text(
-        dask_cfg.read_text()
+    dask_cfg.write_text(  # LightGBM's Dask interface grows the tree model only
+        dask_cfg.read_text().replace("model:\n", "model:\n  price_response: trees\n")
         + "scaleout:\n  engine: dask\n  n_workers: 2\n  score_chunk_rows: 700\n  train_on_dask: true\n"
     )
     local_cfg = flow_config(tmp / "local", "dask-test")

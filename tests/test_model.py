@@ -19,8 +19,10 @@ from pricing.config import ModelConfig
 from pricing.model import (
     AcceptanceModel,
     IsotonicCalibrator,
+    PlattCalibrator,
     TrainingDataError,
     calibration_table,
+    calibrator_from_dict,
     check_monotone,
     check_training_data,
     decide_calibration,
@@ -95,9 +97,15 @@ def make_offers(n: int = 20_000, seed: int = 0, drift: float = 0.0):
 
 
 def fast_cfg(**kw) -> ModelConfig:
+    """The tree model (most tests here are about it); the structured one has its own section below."""
     # one thread: as fast on 14k rows, and immune to OpenMP oversubscription when other jobs share the cores
-    base = {"learning_rate": 0.1, "n_estimators": 400, "early_stopping_rounds": 30, "n_threads": 1}
+    base = {"learning_rate": 0.1, "n_estimators": 400, "early_stopping_rounds": 30, "n_threads": 1,
+            "price_response": "trees"}
     return ModelConfig(**{**base, **kw})
+
+
+def structured_cfg(**kw) -> ModelConfig:
+    return fast_cfg(**{"price_response": "structured", **kw})
 
 
 @pytest.fixture(scope="module")
@@ -326,9 +334,18 @@ def test_decide_calibration_rule():
     assert not decide_calibration(p, y, "auto", 15).use_isotonic  # calibrated already
     squashed = 0.5 + 0.5 * (p - 0.5)  # under-confident: clearly miscalibrated
     d = decide_calibration(squashed, y, "auto", 15)
-    assert d.use_isotonic and d.ece_isotonic_cv < d.ece_raw - 0.005
+    assert d.use_isotonic and d.ece_calibrated_cv < d.ece_raw - 0.005
     assert decide_calibration(squashed, y, "none", 15).use_isotonic is False
     assert decide_calibration(p, y, "isotonic", 15).use_isotonic is True
+    # the structured model's candidate is Platt's logistic map; forced modes name their calibrator
+    logit_squashed = 1 / (1 + np.exp(-0.4 * np.log(p / (1 - p))))
+    d = decide_calibration(logit_squashed, y, "auto", 15, method="platt")
+    assert d.use_calibrator and d.method == "platt" and not d.use_isotonic
+    assert d.ece_calibrated_cv < d.ece_raw - 0.005
+    assert not decide_calibration(p, y, "auto", 15, method="platt").use_calibrator
+    assert decide_calibration(p, y, "platt", 15).method == "platt"
+    with pytest.raises(ValueError, match="unknown calibration mode"):
+        decide_calibration(p, y, "sigmoid", 15)
 
 
 def test_calibrator_round_trip_and_none_equals_raw(trained, offers):
@@ -455,3 +472,114 @@ def test_plots_write_png_files(trained, offers, tmp_path):
     for p in paths:
         assert p.exists() and p.stat().st_size > 1000
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the structured price response: level(x) - sensitivity(x) * log(price / list) -------------------
+
+
+@pytest.fixture(scope="module")
+def structured(offers):
+    X, y, t, _ = offers
+    return train_model(X, y, t, PRICE_FEATURES, structured_cfg(calibration="platt"))
+
+
+def test_structured_acceptance_falls_strictly_with_price(structured, offers):
+    X = offers[0]
+    model = structured.model
+    assert model.structured and model.slope_booster is not None and isinstance(model.calibrator, PlattCalibrator)
+    rows = X.sample(300, random_state=1)
+    for calibrated in (True, False):
+        report = check_monotone(model, rows, price_cols, price_grid(rows), calibrated=calibrated)
+        assert report.max_rise < 0, f"acceptance did not fall strictly everywhere (rise {report.max_rise})"
+    # the boosters never see a price: only discount_pct enters, through the price term
+    assert set(model.context_features) == set(X.columns) - set(PRICE_FEATURES)
+    assert model.booster.num_feature() == model.slope_booster.num_feature() == len(model.context_features)
+
+
+def test_structured_learns_the_price_slope_and_matches_the_truth(structured, offers):
+    X, y, t, p_true = offers
+    r = structured
+    te = r.splits["test"]
+    truth_ll = log_loss(y[te], p_true[te])
+    assert abs(r.metrics["test_log_loss"] - truth_ll) < 0.03, (r.metrics["test_log_loss"], truth_ll)
+    assert r.metrics["test_auc"] > 0.6 and r.metrics["price_response_structured"] == 1.0
+    assert r.metrics["slope_best_iteration"] >= 1
+    # the truth's d log-odds / d log price at the offered prices: -(6 p / list + 2 p / competitor)
+    price = X["price"].to_numpy()
+    true_slope = 6 * price / X["list_sum"].to_numpy() + 2 * price / X["competitor_price"].to_numpy()
+    sens = r.model.sensitivity(X)
+    assert np.all(sens > 0)
+    assert abs(np.mean(sens) - np.mean(true_slope)) < 0.25 * np.mean(true_slope), (sens.mean(), true_slope.mean())
+    fi = r.feature_importance
+    assert {"sensitivity_gain", "sensitivity_split"} <= set(fi.columns)
+    assert set(fi["feature"]) == set(r.model.context_features)
+
+
+def test_structured_contributions_put_the_price_term_in_the_price_column(structured, offers):
+    X = offers[0].iloc[:500]
+    model = structured.model
+    contrib = model.contributions(X)
+    assert list(contrib.columns) == [*X.columns, "bias"]
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), model.predict_log_odds(X), rtol=0, atol=1e-9)
+    assert (contrib[["discount_pct", "price_to_competitor", "price_to_cost"]] == 0).all().all()
+    # the price column is the price term: cheaper than the reference price -> positive, dearer -> negative
+    ell = np.log(X["price"] / X["list_sum"]).to_numpy() - model.ell_ref
+    assert np.all(np.sign(contrib["price"].to_numpy()) == -np.sign(ell))
+
+
+def test_structured_round_trips_through_json_and_model_text(structured, offers):
+    X = offers[0].iloc[:2000]
+    model = structured.model
+    meta = json.loads(json.dumps(model.to_dict()))
+    level = lightgbm.Booster(model_str=model.booster.model_to_string())
+    rebuilt = AcceptanceModel.from_dict(level, meta, slope_booster=model.slope_model_text())
+    np.testing.assert_allclose(rebuilt.predict_proba(X), model.predict_proba(X), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="needs its sensitivity booster"):
+        AcceptanceModel.from_dict(level, meta)
+
+
+def test_structured_refit_keeps_the_selection_and_learns_the_latest_offers():
+    X, y, t, _ = make_offers(drift=0.8)
+    split = train_model(X, y, t, PRICE_FEATURES, structured_cfg(refit_on_all=False, calibration="none"))
+    refit = train_model(X, y, t, PRICE_FEATURES, structured_cfg(refit_on_all=True, calibration="none"))
+    te = refit.splits["test"]
+    assert refit.metrics["best_iteration"] == split.metrics["best_iteration"]
+    assert refit.metrics["slope_best_iteration"] == split.metrics["slope_best_iteration"]
+    assert refit.metrics["test_log_loss"] == split.metrics["test_log_loss"], "metrics describe the split model"
+    assert refit.model.booster.num_trees() == refit.model.best_iteration
+    assert refit.model.slope_booster.num_trees() == refit.model.slope_best_iteration
+    latest = y[te].mean()
+    gap_split = abs(split.model.predict_proba(X[te]).mean() - latest)
+    gap_refit = abs(refit.model.predict_proba(X[te]).mean() - latest)
+    assert gap_split > 0.05 and gap_refit < gap_split - 0.015, (gap_split, gap_refit)
+
+
+def test_structured_auto_calibration_uses_platt():
+    X, y, t, _ = make_offers(seed=1, drift=1.0)
+    r = train_model(X, y, t, PRICE_FEATURES, structured_cfg(calibration="auto"))
+    assert isinstance(r.model.calibrator, PlattCalibrator), r.calibration_decision.reason
+    assert r.metrics["calibration_platt"] == 1.0 and r.metrics["calibration_isotonic"] == 0.0
+    assert r.metrics["test_ece"] < 0.5 * r.metrics["test_raw_ece"]
+
+
+def test_platt_calibrator_is_increasing_and_round_trips():
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 2, 20_000)
+    y = (rng.uniform(size=z.size) < 1 / (1 + np.exp(-(0.5 + 0.6 * z)))).astype(int)
+    cal = PlattCalibrator.fit(1 / (1 + np.exp(-z)), y)
+    assert cal.a == pytest.approx(0.5, abs=0.1) and cal.b == pytest.approx(0.6, abs=0.05)
+    grid = np.linspace(0, 1, 10_001)
+    out = cal.transform(grid)
+    assert np.all(np.diff(out) >= 0) and out.min() >= 1e-4 and out.max() <= 1 - 1e-4
+    back = calibrator_from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back == cal
+    with pytest.raises(ValueError, match="b > 0"):
+        PlattCalibrator(a=0.0, b=-1.0)
+
+
+def test_structured_needs_discount_pct_and_refuses_dask(offers):
+    X, y, t, _ = offers
+    with pytest.raises(KeyError, match="discount_pct"):
+        train_model(X.drop(columns=["discount_pct"]), y, t, PRICE_FEATURES, structured_cfg())
+    with pytest.raises(ValueError, match="price_response: trees"):
+        train_model(X, y, t, PRICE_FEATURES, structured_cfg(), dask_client=object())
