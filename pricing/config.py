@@ -191,6 +191,11 @@ class PriceBookConfig(_Section):
     """How the price book is scored from the model (sampling, uncertainty, personalization, explanations)."""
 
     reference_bundles: int = Field(5, ge=1, description="bundles used to measure each customer's price response")
+    segment_on: Literal["price_profile", "response"] = Field(
+        "price_profile",
+        description="k-means of the segments on each customer's profit-maximizing prices of the reference bundles "
+        "(price_profile), or on the standardized level and slope of their predicted demand (response)",
+    )
     segment_sample_customers: int = Field(
         100, ge=1, description="customers sampled per segment to estimate its acceptance along the ladder"
     )

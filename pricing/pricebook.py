@@ -299,8 +299,13 @@ def build_price_book(
         ref = offers["bundle_id"].astype(str).value_counts().index[: pb.reference_bundles].tolist()
     else:
         ref = list(cat.bundle_ids[: pb.reference_bundles])
-    response = customer_price_response(model, builder, tables, customers, ref, at)
-    seg, centers = segment_customers(response, opt.n_segments, seed=pb.seed)
+    profile = {}
+    if pb.segment_on == "price_profile":
+        ri = pd.Index(cat.bundle_ids).get_indexer(ref)
+        allowed = ladder.allowed if ladder.allowed.ndim == 2 else ladder.allowed.any(axis=0)
+        profile = {"ladder": np.where(allowed[ri], ladder.prices[ri], np.nan), "cost": cat.cost_sum[ri]}
+    response = customer_price_response(model, builder, tables, customers, ref, at, scorer=score, **profile)
+    seg, centers = segment_customers(response, opt.n_segments, seed=pb.seed, on=pb.segment_on)
     seg_ids = centers["segment_id"].tolist()
     S = len(seg_ids)
     sizes = centers["size"].to_numpy(dtype=np.float64)
