@@ -15,7 +15,6 @@ import hashlib
 import json
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +121,102 @@ def offers_rate(tables: dict[str, pd.DataFrame], cat: Catalog, n_customers: int,
     return np.where(rate > 0, rate, floor)
 
 
+@dataclass
+class CustomerExposure:
+    """How likely each customer is to be shown each bundle in the next period (relative units).
+
+    Shops show bundles of the categories a customer is interested in, and active customers see more
+    offers, so ``exposure[c, b] = activity[c] * sum_k theta[c, k] * [b holds category k] / n_bundles(k)``:
+    ``theta`` the customer's category shares of their product views, orders and past offers, shrunk
+    towards the shares of the whole shop by ``prior`` pseudo-events; ``activity`` the customer's past
+    offers relative to the average customer's, shrunk the same way (1 without an offers log).
+    Build with :meth:`from_tables`; :meth:`rows` gives a block ``[len(idx), B]``.
+    """
+
+    M: sparse.csr_matrix  # [n_cat, B]: category -> bundle share
+    counts: sparse.csr_matrix  # [C, n_cat] interest counts
+    shop_shares: np.ndarray  # [n_cat]
+    activity: np.ndarray  # [C]
+    prior: float
+
+    @classmethod
+    def from_tables(cls, tables: dict[str, pd.DataFrame], cat: Catalog, customer_ids: np.ndarray,
+                    prior: float = 5.0) -> CustomerExposure:
+        B = len(cat.bundle_ids)
+        products = tables["products"].drop_duplicates("product_id")
+        pcat = pd.Index(cat.product_ids).get_indexer(products["product_id"].astype(str))
+        categories = pd.Index(sorted(products["category"].astype(str).unique()))
+        prod_cat = np.full(len(cat.product_ids), -1)
+        prod_cat[pcat[pcat >= 0]] = categories.get_indexer(products["category"].astype(str))[pcat >= 0]
+        n_cat = len(categories)
+        # bundle x category incidence, each column normalised by the bundles holding the category
+        bi, pi = cat.items.nonzero()
+        inc = sparse.csr_matrix((np.ones(len(bi)), (bi, prod_cat[pi])), shape=(B, n_cat))
+        inc.sum_duplicates()
+        inc.data[:] = 1.0  # a bundle holds a category or not
+        per_cat = np.asarray(inc.sum(axis=0)).ravel()
+        M = (inc @ sparse.diags(1.0 / np.maximum(per_cat, 1.0))).T.tocsr()  # [n_cat, B]
+        # customer x category interest counts: views/carts (events), order lines, past offers
+        cidx = pd.Index(customer_ids)
+        C = len(customer_ids)
+        rows, cols = [], []
+        events = tables.get("events")
+        if events is not None and len(events) and "product_id" in events.columns:
+            ev = events[events["product_id"].notna()]
+            rows.append(cidx.get_indexer(ev["customer_id"].astype(str)))
+            p = pd.Index(cat.product_ids).get_indexer(ev["product_id"].astype(str))
+            cols.append(np.where(p >= 0, prod_cat[np.maximum(p, 0)], -1))
+        orders = tables.get("orders")
+        if orders is not None and len(orders):
+            rows.append(cidx.get_indexer(orders["customer_id"].astype(str)))
+            p = pd.Index(cat.product_ids).get_indexer(orders["product_id"].astype(str))
+            cols.append(np.where(p >= 0, prod_cat[np.maximum(p, 0)], -1))
+        activity = np.ones(C)
+        offers = tables.get("offers")
+        if offers is not None and len(offers):
+            ob = pd.Index(cat.bundle_ids).get_indexer(offers["bundle_id"].astype(str))
+            oc = cidx.get_indexer(offers["customer_id"].astype(str))
+            ok = (ob >= 0) & (oc >= 0)
+            bc = inc[ob[ok]].tocoo()  # one count per category of the offered bundle
+            rows.append(oc[ok][bc.row])
+            cols.append(bc.col)
+            n_off = np.bincount(oc[ok], minlength=C).astype(np.float64)
+            mean = n_off.mean() if C else 0.0
+            if mean > 0:
+                activity = (n_off + prior) / (mean + prior)
+        if rows:
+            r, c = np.concatenate(rows), np.concatenate(cols)
+            good = (r >= 0) & (c >= 0)
+            counts = sparse.csr_matrix((np.ones(int(good.sum())), (r[good], c[good])), shape=(C, n_cat))
+        else:
+            counts = sparse.csr_matrix((C, n_cat))
+        total = np.asarray(counts.sum(axis=0)).ravel()
+        g = total / total.sum() if total.sum() > 0 else np.full(n_cat, 1.0 / max(n_cat, 1))
+        return cls(M=M, counts=counts, shop_shares=g, activity=activity, prior=float(prior))
+
+    @property
+    def n_bundles(self) -> int:
+        return int(self.M.shape[1])
+
+    def rows(self, idx: np.ndarray | slice, activity: bool = True) -> np.ndarray:
+        """Exposure of customers ``idx`` (positions in ``customer_ids``) to every bundle, ``[n, B]``;
+        ``activity=False``: the category part only (the bundle mix of one offer to the customer)."""
+        cnt = self.counts[idx]
+        n_c = np.asarray(cnt.sum(axis=1)).ravel()
+        theta = (cnt.toarray() + self.prior * self.shop_shares[None, :]) / (n_c[:, None] + self.prior)
+        out = np.asarray(self.M.T @ theta.T).T
+        return out * self.activity[idx][:, None] if activity else out
+
+    def segment_means(self, segment_index: np.ndarray, n_segments: int, chunk: int = 50_000) -> np.ndarray:
+        """Mean exposure of each segment's customers to each bundle, ``[S, B]``."""
+        C = len(segment_index)
+        tot = np.zeros((n_segments, self.n_bundles))
+        for start in range(0, C, chunk):
+            sl = slice(start, min(start + chunk, C))
+            np.add.at(tot, segment_index[sl], self.rows(sl))
+        return tot / np.maximum(np.bincount(segment_index, minlength=n_segments), 1)[:, None]
+
+
 def customer_exposure_candidates(
     tables: dict[str, pd.DataFrame],
     cat: Catalog,
@@ -131,74 +226,42 @@ def customer_exposure_candidates(
     k: int,
     prior: float = 5.0,
     chunk: int = 50_000,
+    exposure: CustomerExposure | None = None,
 ) -> np.ndarray:
     """Per customer, the ``k`` bundles with the most profit at stake: exposure x segment profit.
 
-    A customer's *exposure* to a bundle estimates how likely they are to be shown it: shops show
-    bundles of the categories a customer is interested in, so
-    ``exposure[c, b] = sum_k theta[c, k] * [b holds category k] / n_bundles(k)``, with ``theta`` the
-    customer's category shares of their product views, orders and past offers, shrunk towards the
-    shares of the whole shop by ``prior`` pseudo-events. ``value [S, B]`` (expected profit of an offer
-    of each bundle in each segment) weighs it; ``segment_index [C]``. Returns bundle indices ``[C, k]``
+    A customer's exposure to a bundle (:class:`CustomerExposure`, its category part) estimates how
+    likely an offer to them is of that bundle. ``value [S, B]`` (expected profit of an offer of each
+    bundle in each segment) weighs it; ``segment_index [C]``. Returns bundle indices ``[C, k]``
     (int32, best first), computed in chunks of customers so memory stays bounded.
     """
-    B = len(cat.bundle_ids)
+    exp = exposure or CustomerExposure.from_tables(tables, cat, customer_ids, prior)
+    B = exp.n_bundles
     k = min(k, B)
-    products = tables["products"].drop_duplicates("product_id")
-    pcat = pd.Index(cat.product_ids).get_indexer(products["product_id"].astype(str))
-    categories = pd.Index(sorted(products["category"].astype(str).unique()))
-    prod_cat = np.full(len(cat.product_ids), -1)
-    prod_cat[pcat[pcat >= 0]] = categories.get_indexer(products["category"].astype(str))[pcat >= 0]
-    n_cat = len(categories)
-    # bundle x category incidence, each column normalised by the bundles holding the category
-    bi, pi = cat.items.nonzero()
-    inc = sparse.csr_matrix((np.ones(len(bi)), (bi, prod_cat[pi])), shape=(B, n_cat))
-    inc.sum_duplicates()
-    inc.data[:] = 1.0  # a bundle holds a category or not
-    per_cat = np.asarray(inc.sum(axis=0)).ravel()
-    M = (inc @ sparse.diags(1.0 / np.maximum(per_cat, 1.0))).T.tocsr()  # [n_cat, B]
-    # customer x category interest counts: views/carts (events), order lines, past offers
-    cidx = pd.Index(customer_ids)
-    rows, cols = [], []
-    events = tables.get("events")
-    if events is not None and len(events) and "product_id" in events.columns:
-        ev = events[events["product_id"].notna()]
-        rows.append(cidx.get_indexer(ev["customer_id"].astype(str)))
-        p = pd.Index(cat.product_ids).get_indexer(ev["product_id"].astype(str))
-        cols.append(np.where(p >= 0, prod_cat[np.maximum(p, 0)], -1))
-    orders = tables.get("orders")
-    if orders is not None and len(orders):
-        rows.append(cidx.get_indexer(orders["customer_id"].astype(str)))
-        p = pd.Index(cat.product_ids).get_indexer(orders["product_id"].astype(str))
-        cols.append(np.where(p >= 0, prod_cat[np.maximum(p, 0)], -1))
-    offers = tables.get("offers")
-    if offers is not None and len(offers):
-        ob = pd.Index(cat.bundle_ids).get_indexer(offers["bundle_id"].astype(str))
-        oc = cidx.get_indexer(offers["customer_id"].astype(str))
-        ok = (ob >= 0) & (oc >= 0)
-        bc = inc[ob[ok]].tocoo()  # one count per category of the offered bundle
-        rows.append(oc[ok][bc.row])
-        cols.append(bc.col)
     C = len(customer_ids)
-    if rows:
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        good = (r >= 0) & (c >= 0)
-        counts = sparse.csr_matrix((np.ones(int(good.sum())), (r[good], c[good])), shape=(C, n_cat))
-    else:
-        counts = sparse.csr_matrix((C, n_cat))
-    total = np.asarray(counts.sum(axis=0)).ravel()
-    g = total / total.sum() if total.sum() > 0 else np.full(n_cat, 1.0 / max(n_cat, 1))
-    n_c = np.asarray(counts.sum(axis=1)).ravel()
     value = np.maximum(np.nan_to_num(np.asarray(value, dtype=np.float64), nan=0.0), 0.0)
     out = np.empty((C, k), dtype=np.int32)
     for start in range(0, C, chunk):
         sl = slice(start, min(start + chunk, C))
-        theta = (counts[sl].toarray() + prior * g[None, :]) / (n_c[sl, None] + prior)
-        score = np.asarray(M.T @ theta.T).T * value[segment_index[sl]]  # [c, B]
+        score = exp.rows(sl, activity=False) * value[segment_index[sl]]  # [c, B]
         top = np.argpartition(-score, k - 1, axis=1)[:, :k] if k < B else np.tile(np.arange(B), (score.shape[0], 1))
         order = np.argsort(-np.take_along_axis(score, top, 1), axis=1, kind="stable")
         out[sl] = np.take_along_axis(top, order, 1)
     return out
+
+
+def _weighted_mean_se(p: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (bundle, rung): the ``w``-weighted mean of ``p [n, B, L]`` over its customers (weights
+    ``w [n, B]``; NaN rungs skipped) and its standard error (Kish's effective sample size)."""
+    ok = np.isfinite(p)
+    ww = np.where(ok, w[:, :, None], 0.0)
+    tot = ww.sum(axis=0)
+    safe = np.where(tot > 0, tot, 1.0)
+    mean = (np.where(ok, p, 0.0) * ww).sum(axis=0) / safe
+    var = (ww * (np.where(ok, p, 0.0) - mean[None]) ** 2).sum(axis=0) / safe
+    n_eff = tot**2 / np.maximum((ww**2).sum(axis=0), 1e-300)
+    se = np.sqrt(var / np.maximum(n_eff, 1.0))
+    return np.where(tot > 0, mean, np.nan), np.where(tot > 0, se, 0.0)
 
 
 def model_error_by_level(model: Any, X: pd.DataFrame, y: np.ndarray, n_bins: int = 10) -> Callable[[np.ndarray], np.ndarray]:
@@ -312,25 +375,30 @@ def build_price_book(
 
     # -- segment acceptance along the ladder ------------------------------------------------------
     m = segment_sample_size(pb.segment_sample_customers, pb.segment_score_budget, S, B)
+    seg_index = pd.Index(seg_ids).get_indexer(seg["segment_id"])
+    positions = pd.Series(np.arange(len(seg)), index=seg.index)
     sample = (
-        seg.groupby("segment_id", sort=False)["customer_id"]
-        .apply(lambda s: s.sample(min(m, len(s)), random_state=int(rng.integers(1 << 31))).tolist())
+        positions.groupby(seg["segment_id"].to_numpy(), sort=False)
+        .apply(lambda s: s.sample(min(m, len(s)), random_state=int(rng.integers(1 << 31))).to_numpy())
         .reindex(seg_ids)
     )
-    say(f"scoring {S} segments x {B} bundles x {ladder.prices.shape[1]} ladder prices ({m} customers per segment)")
+    customer_ids = seg["customer_id"].astype(str).to_numpy()
+    exposure = CustomerExposure.from_tables(tables, cat, customer_ids)
+    say(f"scoring {S} segments x {B} bundles x {ladder.prices.shape[1]} ladder prices ({m} customers per segment"
+        f"{', weighted by their likely exposure to each bundle' if pb.exposure_weighted_segments else ''})")
     L = ladder.prices.shape[1]
     acc_mean = np.zeros((S, B, L))
     acc_se = np.zeros((S, B, L))
     rep_ctx = []
-    for s, cust in enumerate(sample):
+    for s, pos in enumerate(sample):
+        cust = customer_ids[pos]
         req = requests_for(cust, cat.bundle_ids, at)
         ctx = context_features(builder, tables, req)
         prices = np.tile(ladder.prices, (len(cust), 1))
         p = score(model, builder, ctx, prices).reshape(len(cust), B, L)
-        with warnings.catch_warnings():  # padded ladder rungs are NaN for every customer
-            warnings.simplefilter("ignore", RuntimeWarning)
-            acc_mean[s] = np.nanmean(p, axis=0)
-            acc_se[s] = np.nanstd(p, axis=0) / np.sqrt(max(len(cust), 1))
+        # who is shown a bundle: the segment's acceptance of it is averaged over its likely audience
+        w = exposure.rows(pos) if pb.exposure_weighted_segments else np.ones((len(cust), B))
+        acc_mean[s], acc_se[s] = _weighted_mean_se(p, w)
         rep_ctx.append(ctx.iloc[:B])  # the first sampled customer of the segment represents it in explanations
     holdout = _recent_holdout(tables, model, builder, pb.holdout_offers, pb.seed)
     err_fn = model_error_by_level(model, *holdout) if holdout else (lambda q: np.full(np.shape(q), 0.02))
@@ -340,6 +408,11 @@ def build_price_book(
     acc_mean = np.where(np.isfinite(ladder.prices)[None], acc_mean, np.nan)
 
     rate = offers_rate(tables, cat, C, pb.period_days, pb.traffic_window_days)
+    if pb.exposure_weighted_segments:
+        # the log's offers of each bundle shared among the segments by their likely exposure to it
+        seg_exp = exposure.segment_means(seg_index, S)
+        pop = (seg_exp * sizes[:, None]).sum(axis=0) / max(sizes.sum(), 1.0)
+        rate = rate[None, :] * seg_exp / np.where(pop > 0, pop, 1.0)[None, :]
     problem = SegmentProblem(
         bundle_ids=cat.bundle_ids,
         segment_ids=seg_ids,
@@ -375,19 +448,24 @@ def build_price_book(
     cust_offers = pd.DataFrame(columns=["customer_id", "bundle_id", "price", "expected_conversion", "expected_profit"])
     csol = None
     if pb.personalize and opt.top_n_bundles > 0:
-        K = min(pb.candidates_per_customer, B)
+        # small enough to price every pair (customers x bundles within the budget): more candidates and
+        # offers per customer than configured, up to every bundle (docs/pricing.md: +0.008 of the
+        # clairvoyant optimum on the default market, where 10 personal offers meet 8 % of the traffic)
+        room = min(B, pb.personal_pairs_budget // max(len(seg), 1))
+        K = min(B, max(pb.candidates_per_customer, room))
+        popt = opt if room <= opt.top_n_bundles else opt.model_copy(update={"top_n_bundles": min(K, room)})
         prof = sol.table.pivot(index="segment_id", columns="bundle_id", values="expected_profit").reindex(
             index=seg_ids, columns=cat.bundle_ids
         )
-        seg_index = pd.Index(seg_ids).get_indexer(seg["segment_id"])
         candidates = customer_exposure_candidates(
-            tables, cat, seg["customer_id"].astype(str).to_numpy(), prof.to_numpy(), seg_index, K
+            tables, cat, customer_ids, prof.to_numpy(), seg_index, K, exposure=exposure
         )
         rungs, _centre = customer_rungs(
             ladder.prices, ladder.allowed, sol.price, cat.list_sum, opt, cat.cost_sum, current_price
         )
         R = rungs.shape[2]
-        say(f"scoring {len(seg):,} customers x {K} candidate bundles x {R} band prices")
+        say(f"scoring {len(seg):,} customers x {K} candidate bundles x {R} band prices "
+            f"(up to {popt.top_n_bundles} personal offers each)")
         cand_bundles = np.asarray(cat.bundle_ids)[candidates]
         req = pd.DataFrame(
             {
@@ -430,8 +508,8 @@ def build_price_book(
             offers_per_customer=float(np.mean(rate)),
         )
         say("solving personal prices (Lagrangian decomposition)")
-        csol = solve_customer_prices(cproblem, opt)
-        cbroken = check_customer_rules(cproblem, opt, csol)
+        csol = solve_customer_prices(cproblem, popt)
+        cbroken = check_customer_rules(cproblem, popt, csol)
         if cbroken:
             raise RuntimeError("personal prices break rules: " + "; ".join(cbroken[:5]))
         has = csol.bundle >= 0
@@ -441,13 +519,13 @@ def build_price_book(
                 "customer_id": cproblem.customer_ids[ci[0]],
                 "bundle_id": np.asarray(cat.bundle_ids)[csol.bundle[has]],
                 "price": csol.price[has].astype(np.float64).round(2),
-                "expected_conversion": csol.expected_conversion[has].astype(np.float64),
+                "expected_conversion": csol.expected_conversion[has].astype(np.float64).round(6),
             }
         )
         cost_of = dict(zip(cat.bundle_ids, cat.cost_sum))
-        cust_offers["expected_profit"] = cust_offers["expected_conversion"] * (
+        cust_offers["expected_profit"] = (cust_offers["expected_conversion"] * (
             cust_offers["price"] - cust_offers["bundle_id"].map(cost_of)
-        )
+        )).round(6)
 
     bundle_prices = pd.DataFrame(
         {

@@ -497,7 +497,7 @@ def test_structured_acceptance_falls_strictly_with_price(structured, offers):
 
 
 def test_structured_learns_the_price_slope_and_matches_the_truth(structured, offers):
-    X, y, t, p_true = offers
+    X, y, _t, p_true = offers
     r = structured
     te = r.splits["test"]
     truth_ll = log_loss(y[te], p_true[te])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pricing.pricebook import catalog, customer_exposure_candidates
 
@@ -146,3 +147,103 @@ def test_personal_scoring_in_chunks_gives_the_same_book():
     assert len(whole.customer_offers) > 777
     pd.testing.assert_frame_equal(whole.customer_offers, chunked.customer_offers)
     pd.testing.assert_frame_equal(whole.bundle_prices, chunked.bundle_prices)
+
+
+def test_exposure_follows_interest_and_activity_and_segment_means_average_it():
+    from pricing.pricebook import CustomerExposure
+
+    tables = _tables()
+    tables["offers"] = pd.DataFrame({"customer_id": ["u1", "u1", "u1", "u3"], "bundle_id": ["AA", "AA", "AC", "BB"]})
+    cat = catalog(tables)
+    ids = np.array(["u1", "u2", "u3"])
+    exp = CustomerExposure.from_tables(tables, cat, ids, prior=5.0)
+    mix = exp.rows(slice(None), activity=False)
+    b = {k: i for i, k in enumerate(cat.bundle_ids)}
+    assert mix.shape == (3, 4) and np.allclose(mix.sum(axis=1), 1.0)  # every category has bundles here
+    assert mix[0, b["AA"]] > mix[0, b["BB"]] and mix[1, b["BB"]] > mix[1, b["AA"]]
+    # activity: past offers relative to the average customer's (4/3), shrunk by the prior
+    np.testing.assert_allclose(exp.activity, (np.array([3, 0, 1]) + 5.0) / (4 / 3 + 5.0))
+    np.testing.assert_allclose(exp.rows(slice(None)), mix * exp.activity[:, None])
+    np.testing.assert_allclose(exp.rows(np.array([2, 0])), exp.rows(slice(None))[[2, 0]])
+    means = exp.segment_means(np.array([1, 0, 1]), 2, chunk=1)
+    full = exp.rows(slice(None))
+    np.testing.assert_allclose(means, np.stack([full[1], full[[0, 2]].mean(axis=0)]))
+
+
+def test_weighted_segment_acceptance_equals_the_plain_mean_with_equal_weights():
+    from pricing.pricebook import _weighted_mean_se
+
+    rng = np.random.default_rng(1)
+    p = rng.random((50, 3, 4))
+    p[:, :, 3] = np.nan  # a padded rung
+    p[:7, 0, 2] = np.nan  # some customers lack a rung
+    mean, se = _weighted_mean_se(p, np.ones((50, 3)))
+    with np.errstate(invalid="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            plain = np.nanmean(p, axis=0)
+            n = np.isfinite(p).sum(axis=0)
+            plain_se = np.nanstd(p, axis=0) / np.sqrt(np.maximum(n, 1))
+    np.testing.assert_allclose(mean[:, :3], plain[:, :3])
+    np.testing.assert_allclose(se[:, :3], plain_se[:, :3])
+    assert np.isnan(mean[:, 3]).all() and (se[:, 3] == 0).all()
+    # weights move the mean towards the heavier customers
+    w = np.ones((50, 3))
+    w[0] = 1000.0
+    heavy, _ = _weighted_mean_se(p, w)
+    assert abs(heavy[1, 0] - p[0, 1, 0]) < abs(plain[1, 0] - p[0, 1, 0])
+
+
+def test_price_profile_is_each_customers_most_profitable_rung(monkeypatch):
+    """best_j = the reference bundle's rung maximizing acceptance x margin, as a share of its list price."""
+    from pricing import scoring
+
+    ls = np.array([100.0, 200.0])
+    monkeypatch.setattr(scoring, "context_features",
+                        lambda builder, tables, req: pd.DataFrame({"list_sum": np.tile(ls, len(req) // 2)}))
+    sens = {0: 2.0, 1: 12.0}  # customer 0 hardly cares about price, customer 1 a lot
+
+    def scorer(model, builder, ctx, prices):
+        cust = np.repeat([0, 1], 2)[: len(ctx)]
+        s = np.array([sens[c] for c in cust])[:, None]
+        ratio = prices / ctx["list_sum"].to_numpy()[:, None]
+        return 1 / (1 + np.exp(-(1.0 - s * np.log(ratio))))
+
+    ladder = np.array([[100.0, 90.0, 80.0, 70.0, 60.0], [200.0, 180.0, 160.0, 140.0, np.nan]])
+    cost = np.array([40.0, 80.0])
+    out = scoring.customer_price_response(None, None, None, ["c0", "c1"], ["B1", "B2"], pd.Timestamp("2026-01-01", tz="UTC"),
+                                          ladder=ladder, cost=cost, scorer=scorer)
+    for i, c in enumerate(["c0", "c1"]):
+        for j in range(2):
+            row = ladder[j][np.isfinite(ladder[j])]
+            acc = 1 / (1 + np.exp(-(1.0 - sens[i] * np.log(row / ls[j]))))
+            want = row[np.argmax(acc * (row - cost[j]))] / ls[j]
+            assert out.loc[i, f"best_{j + 1}"] == pytest.approx(want)
+    assert out.loc[0, "best_1"] > out.loc[1, "best_1"]  # the price-sensitive customer's best price is lower
+
+
+def test_segments_on_the_price_profile_group_customers_with_close_best_prices():
+    from pricing.scoring import segment_customers
+
+    rng = np.random.default_rng(0)
+    n = 60
+    low, high = rng.normal(0.6, 0.01, (n, 3)), rng.normal(0.95, 0.01, (n, 3))
+    response = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(2 * n)],
+        # level and slope say little here; the best prices separate the two groups
+        "level": rng.normal(0, 1, 2 * n),
+        "slope": np.r_[rng.normal(-9, 3, n), rng.normal(-7, 3, n)],
+        **{f"best_{j + 1}": np.r_[low[:, j], high[:, j]] for j in range(3)},
+    })
+    seg, centers = segment_customers(response, 2, seed=0)
+    assert seg["segment_id"].iloc[:n].nunique() == 1 and seg["segment_id"].iloc[n:].nunique() == 1
+    assert seg["segment_id"].iloc[0] != seg["segment_id"].iloc[-1]
+    assert list(centers["segment_id"]) == ["S1", "S2"] and centers["slope"].is_monotonic_increasing
+    assert centers.set_index("segment_id")["size"].sum() == 2 * n
+    assert {"best_price_share"} <= set(centers.columns)
+    with pytest.raises(ValueError, match="price profile need"):
+        segment_customers(response.drop(columns=["best_1", "best_2", "best_3"]), 2)
+    seg2, _ = segment_customers(response, 2, on="response")
+    assert len(seg2) == 2 * n
