@@ -98,6 +98,31 @@ def full_bayes_prices(market, sim, tables, ci, bi, day, cost, lst, n_samples: in
     return best
 
 
+def book_rows(book: Path, traffic: pd.DataFrame, P: np.ndarray, Pf: np.ndarray, cost: np.ndarray,
+              share) -> dict[str, float]:
+    """Shares of a price book's segment prices alone, and of the best ladder rung per (segment, bundle)
+    chosen knowing the truth (the most any segment price book with these segments could earn here)."""
+    segs = pd.read_csv(book / "customer_segments.csv", dtype=str).set_index("customer_id")["segment_id"]
+    prices = pd.read_csv(book / "bundle_prices.csv", dtype={"bundle_id": str, "segment_id": str})
+    seg = segs.reindex(traffic["customer_id"].astype(str)).to_numpy()
+    cell = pd.Series(seg).astype(str) + "|" + traffic["bundle_id"].astype(str).to_numpy()
+    book_price = (prices["segment_id"] + "|" + prices["bundle_id"]).pipe(
+        lambda k: pd.Series(prices["price"].to_numpy(), index=k)).reindex(cell).to_numpy()
+    key, _ = pd.factorize(cell)
+    rows = np.arange(len(key))
+    value = np.zeros(P.shape)  # each rung's contribution to the share, knowing the truth
+    for j in range(P.shape[1]):
+        price = Pf[:, j]
+        value[:, j] = np.where(np.isfinite(P[:, j]), share(np.where(np.isfinite(P[:, j]), price, cost + 1e-9), per_row=True), -1.0)
+    total = np.zeros((key.max() + 1, P.shape[1]))
+    np.add.at(total, key, value)
+    best = total.argmax(axis=1)[key]
+    return {
+        f"book {book.name}: its segment prices only (personal offers ignored)": share(book_price),
+        f"book {book.name}: best rung per (segment, bundle), knowing the truth": share(Pf[rows, best]),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="work/demo/data", help="simulated market folder (with _truth)")
@@ -106,6 +131,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20_000, help="traffic sample size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, default=2048, help="prior samples of the full-Bayes oracle")
+    ap.add_argument("--book", type=Path, default=None,
+                    help="a price book folder: also value its segment prices alone, and the best price per (segment, "
+                         "bundle) knowing the truth for its segments (is the segmentation or the model the limit?)")
     args = ap.parse_args()
 
     from pricing import simulator as sim
@@ -133,8 +161,9 @@ def main() -> None:
     clair = float(clair_profit.sum())
     a, h = sim._utility_parts(market, ci, bi, day)
 
-    def share(price: np.ndarray) -> float:
-        return float(((price - cost) * expit(a - h * np.log(price))).sum() / clair)
+    def share(price: np.ndarray, per_row: bool = False):
+        contrib = (price - cost) * expit(a - h * np.log(price)) / clair
+        return contrib if per_row else float(contrib.sum())
 
     # the default ladder (2.5 % steps to 50 % off list), rungs below cost x 1.05 dropped
     disc = np.arange(0.0, 0.5001, config.optimize.ladder.step)
@@ -193,6 +222,8 @@ def main() -> None:
         "type known, no individual information": share(Pf[rows, bayes_best(np.broadcast_to(prior, (len(ci), len(grid))))]),
         "list price": share(lst),
     }
+    if args.book is not None:
+        results.update(book_rows(args.book, traffic, P, Pf, cost, share))
     out = {"data": str(args.data), "model_version": loaded.version, "pairs": len(ci),
            "individual_deviation_sd": sigma, "offers_per_customer": float(len(offers) / market.n_customers),
            "share_of_clairvoyant": results}
