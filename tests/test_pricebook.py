@@ -247,3 +247,31 @@ def test_segments_on_the_price_profile_group_customers_with_close_best_prices():
         segment_customers(response.drop(columns=["best_1", "best_2", "best_3"]), 2)
     seg2, _ = segment_customers(response, 2, on="response")
     assert len(seg2) == 2 * n
+
+
+def test_every_pair_gets_a_personal_price_when_the_budget_allows():
+    """personal_pairs_budget: every bundle for every customer when customers x bundles fits, else top_n."""
+    from pricing.config import load_config
+    from pricing.features import PRICE_FEATURES
+    from pricing.model import train_model
+    from pricing.pricebook import build_price_book
+    from pricing.simulator import generate_market, generate_tables
+    from pricing.training import build_training_data
+
+    tables = generate_tables(generate_market("tiny", seed=5))
+    config = load_config(overrides={"model": {"n_estimators": 40, "refit_on_all": False}})
+    data = build_training_data(tables, config)
+    res = train_model(data.X, data.y, data.times, PRICE_FEATURES, config.model, data.builder.categorical)
+    n_customers, n_bundles = len(tables["customers"]), len(tables["bundles"])
+    assert n_customers * n_bundles <= config.pricebook.personal_pairs_budget
+    full = build_price_book(tables, res.model, data.builder, config).customer_offers
+    per_customer = full.groupby("customer_id")["bundle_id"].nunique()
+    assert per_customer.max() == n_bundles and per_customer.median() == n_bundles  # offers are optional
+    capped = config.model_copy(update={"pricebook": config.pricebook.model_copy(update={"personal_pairs_budget": 0})})
+    few = build_price_book(tables, res.model, data.builder, capped).customer_offers
+    assert few.groupby("customer_id")["bundle_id"].nunique().max() <= config.optimize.top_n_bundles < n_bundles
+    # between the two: the budget's share per customer
+    mid = config.model_copy(update={"pricebook": config.pricebook.model_copy(
+        update={"personal_pairs_budget": n_customers * (config.optimize.top_n_bundles + 5)})})
+    some = build_price_book(tables, res.model, data.builder, mid).customer_offers
+    assert some.groupby("customer_id")["bundle_id"].nunique().max() == config.optimize.top_n_bundles + 5
