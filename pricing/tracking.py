@@ -131,8 +131,25 @@ def log_model_and_register(
         return out
     version = str(info.registered_model_version)
     out["version"] = version
+    describe_version(registered_name, version, getattr(model, "price_response", "trees"))
     out["aliases"] = set_initial_aliases(registered_name, version)
     return out
+
+
+def describe_version(name: str, version: str, price_response: str) -> None:
+    """Tag a registered version with its price-response form and say, in its description (the MLflow
+    UI shows it), how to load the whole acceptance model: a structured model's LightGBM artifact is
+    only its level booster."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, "price_response", price_response)
+    how = ("structured acceptance model: the logged LightGBM model is the LEVEL booster only (log-odds at the "
+           f"reference price); the price term needs {SLOPE_FILE} from the same run. Load the whole model with "
+           "pricing.tracking.load_model(name, version=...)" if price_response == "structured" else
+           "tree acceptance model (monotone in the price features); mlflow.lightgbm.load_model(...).predict_proba "
+           f"gives raw probabilities, the calibrator is in {MODEL_META}; pricing.tracking.load_model applies it")
+    client.update_model_version(name, version, description=how)
 
 
 def set_initial_aliases(name: str, version: str) -> list[str]:

@@ -37,6 +37,13 @@ def test_train_registers_challenger_and_first_champion(tiny_market, tmp_path):
     loaded = load_model("tiny-accept", alias=CHAMPION)
     assert loaded.version == "1"
     assert loaded.model.feature_names == loaded.builder.feature_names
+    # the registry says what a version is and how to load it (a structured model's LightGBM artifact is
+    # only its level booster)
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version("tiny-accept", "1")
+    assert mv.tags.get("price_response") == loaded.model.price_response == "structured"
+    assert "LEVEL booster only" in mv.description and "load_model" in mv.description
 
 
 def _copy_market(src: Path, dst: Path) -> Path:
