@@ -404,6 +404,23 @@ class IsotonicCalibrator:
         return cls(x=tuple(float(v) for v in d["x"]), y=tuple(float(v) for v in d["y"]))
 
 
+def _logistic_line(x: np.ndarray, y: Any, start: tuple[float, float] = (0.0, 0.0), iters: int = 50,
+                   tol: float = 1e-10) -> tuple[float, float]:
+    """Maximum-likelihood ``(a, b)`` of ``P(y = 1) = sigmoid(a + b * x)`` by Newton's method (a tiny ridge
+    keeps the 2x2 system solvable); Platt's calibrator and the structured model's start share it."""
+    a, b = start
+    yy = np.asarray(y, dtype="float64")
+    Z = np.stack([np.ones_like(x), x], axis=1)
+    for _ in range(iters):
+        q = expit(a + b * x)
+        w = np.maximum(q * (1 - q), 1e-12)
+        step = np.linalg.solve((Z * w[:, None]).T @ Z + 1e-9 * np.eye(2), Z.T @ (yy - q))
+        a, b = a + float(step[0]), b + float(step[1])
+        if np.abs(step).max() < tol:
+            break
+    return a, b
+
+
 @dataclass(frozen=True)
 class PlattCalibrator:
     """Logistic recalibration of the log-odds: ``p -> sigmoid(a + b * logit(p))`` with ``b > 0``.
@@ -432,15 +449,7 @@ class PlattCalibrator:
         yy = np.asarray(y, dtype="float64")
         if len(z) == 0:
             raise ValueError("cannot fit a calibrator without rows")
-        a, b = 0.0, 1.0
-        Z = np.stack([np.ones_like(z), z], axis=1)
-        for _ in range(iters):
-            q = expit(a + b * z)
-            w = np.maximum(q * (1 - q), 1e-12)
-            step = np.linalg.solve((Z * w[:, None]).T @ Z + 1e-9 * np.eye(2), Z.T @ (yy - q))
-            a, b = a + float(step[0]), b + float(step[1])
-            if np.abs(step).max() < 1e-10:
-                break
+        a, b = _logistic_line(z, yy, start=(0.0, 1.0), iters=iters)
         return cls(a=float(a), b=float(max(b, 1e-3)))
 
     def transform(self, p: Any) -> np.ndarray:
@@ -1031,16 +1040,9 @@ def log_price_ratio(X: pd.DataFrame) -> np.ndarray:
     return np.where(np.isfinite(out), out, 0.0)  # unknown list price: the reference price (no price term)
 
 
-def _global_price_logit(ell: np.ndarray, y: np.ndarray, iters: int = 30) -> tuple[float, float]:
-    """Intercept and (positive) slope of ``logit P = a - b * ell``, by Newton's method: the start."""
-    a, b = 0.0, 0.0
-    X1 = np.stack([np.ones_like(ell), -ell], axis=1)
-    for _ in range(iters):
-        p = expit(a - b * ell)
-        w = np.maximum(p * (1 - p), 1e-9)
-        g = X1.T @ (y - p)
-        h = (X1 * w[:, None]).T @ X1 + 1e-6 * np.eye(2)
-        a, b = np.array([a, b]) + np.linalg.solve(h, g)
+def _global_price_logit(ell: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Intercept and (positive) slope of ``logit P = a - b * ell``: the structured model's start."""
+    a, b = _logistic_line(-np.asarray(ell, dtype="float64"), y, start=(0.0, 0.0))  # a + b * (-ell)
     return float(a), float(max(b, 0.5))
 
 
