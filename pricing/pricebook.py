@@ -383,7 +383,10 @@ def build_price_book(
         .reindex(seg_ids)
     )
     customer_ids = seg["customer_id"].astype(str).to_numpy()
-    exposure = CustomerExposure.from_tables(tables, cat, customer_ids)
+    personal = pb.personalize and opt.top_n_bundles > 0
+    # built once, for what uses it: the segments' weights (opt-in) and the personal candidates
+    exposure = (CustomerExposure.from_tables(tables, cat, customer_ids)
+                if pb.exposure_weighted_segments or personal else None)
     say(f"scoring {S} segments x {B} bundles x {ladder.prices.shape[1]} ladder prices ({m} customers per segment"
         f"{', weighted by their likely exposure to each bundle' if pb.exposure_weighted_segments else ''})")
     L = ladder.prices.shape[1]
@@ -397,7 +400,7 @@ def build_price_book(
         prices = np.tile(ladder.prices, (len(cust), 1))
         p = score(model, builder, ctx, prices).reshape(len(cust), B, L)
         # who is shown a bundle: the segment's acceptance of it is averaged over its likely audience
-        w = exposure.rows(pos) if pb.exposure_weighted_segments else np.ones((len(cust), B))
+        w = exposure.rows(pos) if exposure is not None and pb.exposure_weighted_segments else np.ones((len(cust), B))
         acc_mean[s], acc_se[s] = _weighted_mean_se(p, w)
         rep_ctx.append(ctx.iloc[:B])  # the first sampled customer of the segment represents it in explanations
     holdout = _recent_holdout(tables, model, builder, pb.holdout_offers, pb.seed)
@@ -408,7 +411,7 @@ def build_price_book(
     acc_mean = np.where(np.isfinite(ladder.prices)[None], acc_mean, np.nan)
 
     rate = offers_rate(tables, cat, C, pb.period_days, pb.traffic_window_days)
-    if pb.exposure_weighted_segments:
+    if exposure is not None and pb.exposure_weighted_segments:
         # the log's offers of each bundle shared among the segments by their likely exposure to it
         seg_exp = exposure.segment_means(seg_index, S)
         pop = (seg_exp * sizes[:, None]).sum(axis=0) / max(sizes.sum(), 1.0)
@@ -447,13 +450,13 @@ def build_price_book(
     # -- personal prices ---------------------------------------------------------------------------
     cust_offers = pd.DataFrame(columns=["customer_id", "bundle_id", "price", "expected_conversion", "expected_profit"])
     csol = None
-    if pb.personalize and opt.top_n_bundles > 0:
+    if personal and exposure is not None:
         # small enough to price every pair (customers x bundles within the budget): more candidates and
         # offers per customer than configured, up to every bundle (docs/pricing.md: +0.008 of the
         # clairvoyant optimum on the default market, where 10 personal offers meet 8 % of the traffic)
         room = min(B, pb.personal_pairs_budget // max(len(seg), 1))
         K = min(B, max(pb.candidates_per_customer, room))
-        popt = opt if room <= opt.top_n_bundles else opt.model_copy(update={"top_n_bundles": min(K, room)})
+        popt = opt if room <= opt.top_n_bundles else opt.model_copy(update={"top_n_bundles": room})
         prof = sol.table.pivot(index="segment_id", columns="bundle_id", values="expected_profit").reindex(
             index=seg_ids, columns=cat.bundle_ids
         )

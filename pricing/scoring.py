@@ -116,7 +116,19 @@ def customer_price_response(
     ctx = context_features(builder, tables, req)
     ls = ctx["list_sum"].to_numpy(dtype=np.float64)
     prices = np.stack([ls * (1 - d) for d in discounts], axis=1)
-    p = np.clip(score(model, builder, ctx, prices), 1e-6, 1 - 1e-6)
+    R = len(reference_bundles)
+    grid = None
+    if ladder is not None:
+        lad = np.asarray(ladder, dtype=np.float64)
+        if lad.shape[0] != R or np.shape(cost) != (R,):
+            raise ValueError(f"ladder must be [{R}, L] and cost [{R}] for {R} reference bundles")
+        grid = np.tile(lad, (len(req) // R, 1))  # requests are customer-major: customer i's rows are i*R .. i*R+R-1
+        # one scoring pass for the two slope prices and the ladder (each column is scored on its own)
+        both = score(model, builder, ctx, np.hstack([prices, grid]))
+        scored, acc = both[:, : len(discounts)], both[:, len(discounts) :]
+    else:
+        scored = score(model, builder, ctx, prices)
+    p = np.clip(scored, 1e-6, 1 - 1e-6)
     logit = np.log(p / (1 - p))
     dlogp = np.log(1 - discounts[1]) - np.log(1 - discounts[0])
     frame = pd.DataFrame(
@@ -127,16 +139,10 @@ def customer_price_response(
         }
     )
     out = frame.groupby("customer_id", sort=False, as_index=False).mean()
-    if ladder is None:
+    if grid is None:
         return out
-    R = len(reference_bundles)
-    lad = np.asarray(ladder, dtype=np.float64)
-    c = np.asarray(cost, dtype=np.float64)
-    if lad.shape[0] != R or c.shape != (R,):
-        raise ValueError(f"ladder must be [{R}, L] and cost [{R}] for {R} reference bundles")
     n_c = len(req) // R
-    grid = np.tile(lad, (n_c, 1))  # requests are customer-major: customer i's rows are i*R .. i*R+R-1
-    acc = score(model, builder, ctx, grid)
+    c = np.asarray(cost, dtype=np.float64)
     profit = np.where(np.isfinite(grid) & np.isfinite(acc), acc * (grid - np.tile(c, n_c)[:, None]), -np.inf)
     best = grid[np.arange(len(grid)), profit.argmax(axis=1)] / ls
     best = best.reshape(n_c, R)
