@@ -674,9 +674,14 @@ class AcceptanceModel:
         if len(Xm) == 0:
             z = np.zeros(0)
             return z, z, z
+        level, sens = self._level_and_sensitivity(Xm)
+        return level, sens, log_price_ratio(Xm) - self.ell_ref
+
+    def _level_and_sensitivity(self, Xm: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The two boosters of a structured model on a model matrix (non-empty): level log-odds, sensitivity."""
         Xc = Xm[self.context_features]
         level = np.asarray(self.booster.predict(Xc, num_iteration=self.best_iteration, raw_score=True), dtype="float64")
-        return level, self.sensitivity(Xc), log_price_ratio(Xm) - self.ell_ref
+        return level, self.sensitivity(Xc)
 
     def sensitivity(self, X: pd.DataFrame) -> np.ndarray:
         """Structured model: ``d log-odds / d log price`` (negated) per row, > 0; ``X`` needs the
@@ -704,14 +709,9 @@ class AcceptanceModel:
             raise ValueError(f"discount must be [len(X), L], got {d.shape} for {len(X)} rows")
         if len(X) == 0:
             return np.zeros(d.shape)
-        Xm = self._matrix(X)
-        Xc = Xm[self.context_features]
-        level = np.asarray(self.booster.predict(Xc, num_iteration=self.best_iteration, raw_score=True), dtype="float64")
-        sens = self.sensitivity(Xc)
+        level, sens = self._level_and_sensitivity(self._matrix(X))
         ok = np.isfinite(d)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ell = np.log1p(-np.where(ok, d, 0.0))
-        ell = np.where(np.isfinite(ell), ell, 0.0) - self.ell_ref
+        ell = _log_ratio_of_discount(d) - self.ell_ref
         p = expit(level[:, None] - sens[:, None] * ell)
         if self.calibrator is not None:
             p = self.calibrator.transform(p.ravel()).reshape(p.shape)
@@ -1034,10 +1034,15 @@ def log_price_ratio(X: pd.DataFrame) -> np.ndarray:
     """``log(price / list_sum)`` per row, from the ``discount_pct`` column (``1 - price / list_sum``)."""
     if "discount_pct" not in X.columns:
         raise KeyError("the structured price response needs the price feature 'discount_pct' (1 - price / list_sum)")
-    d = X["discount_pct"].to_numpy(dtype="float64", na_value=np.nan)
+    return _log_ratio_of_discount(X["discount_pct"].to_numpy(dtype="float64", na_value=np.nan))
+
+
+def _log_ratio_of_discount(d: np.ndarray) -> np.ndarray:
+    """``log(1 - d)``, and 0 where it is not finite (no price or unknown list price: the reference price,
+    no price term)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.log1p(-d)
-    return np.where(np.isfinite(out), out, 0.0)  # unknown list price: the reference price (no price term)
+    return np.where(np.isfinite(out), out, 0.0)
 
 
 def _global_price_logit(ell: np.ndarray, y: np.ndarray) -> tuple[float, float]:
