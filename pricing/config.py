@@ -233,6 +233,12 @@ class PriceBookConfig(_Section):
         "every bundle is a candidate and gets a personal price; beyond it (large markets) each customer gets "
         "optimize.top_n_bundles of pricebook.candidates_per_customer (budget // customers when that is more)",
     )
+    pair_offers: Literal["exposure", "mean"] = Field(
+        "exposure",
+        description="expected offers of each personal (customer, bundle) pair in the period, which the inventory and "
+        "budget rules add up: 'exposure' shares each bundle's offers (from the log) among the customers by their "
+        "likely exposure to it (category interest x activity); 'mean' gives every pair the mean offers per bundle",
+    )
     explain_top_k: int = Field(3, ge=1, description="drivers listed per price (LightGBM contributions)")
     seed: int = 7
 

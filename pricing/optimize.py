@@ -1326,8 +1326,9 @@ class CustomerProblem:
     [C, K, R] float32 acceptance at ``ladder[b, rungs[segment[c], b, r]]`` (low/high None: mean);
     segment_price [S, B] the segment price book (band centre); ladder [B, L]; allowed [B, L] or
     [S, B, L]; list_sum, cost_sum [B]; current_price [S, B] / [B] / None (max_change);
-    bundle_items [B, P] sparse; inventory [P] (inf/NaN: unlimited) or None; offers_per_customer scalar or
-    [C] (None: cfg). Memory: the three acceptance arrays dominate (C*K*R*4 bytes each).
+    bundle_items [B, P] sparse; inventory [P] (inf/NaN: unlimited) or None; offers_per_customer: expected
+    offers in the period, scalar, per customer [C] or per candidate [C, K] (None: cfg). Memory: the three
+    acceptance arrays dominate (C*K*R*4 bytes each).
     """
 
     customer_ids: np.ndarray
@@ -1383,6 +1384,20 @@ class CustomerProblem:
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.accept_mean.shape
+
+
+def _pair_offers(problem: CustomerProblem, cfg: OptimizeConfig) -> np.ndarray:
+    """Expected offers in the period, float32: ``[C]`` (one per customer) or ``[C, K]`` (per candidate)."""
+    C, K = problem.candidates.shape
+    opc = problem.offers_per_customer
+    if opc is None:
+        return np.full(C, cfg.offers_per_customer, np.float32)
+    w = np.asarray(opc, np.float32)
+    if w.ndim == 2:
+        if w.shape != (C, K):
+            raise ValueError(f"offers_per_customer must be a scalar, [C={C}] or [C={C}, K={K}], got {w.shape}")
+        return w
+    return np.broadcast_to(w, (C,)).astype(np.float32)
 
 
 def customer_rungs(
@@ -1486,7 +1501,6 @@ class _Cust:
     def __init__(self, problem: CustomerProblem, cfg: OptimizeConfig, centre_only: bool):
         self.p = problem
         self.cfg = cfg
-        C = problem.shape[0]
         S, B, L = problem.allowed.shape
         rm = rule_mask(problem.ladder, problem.list_sum, problem.cost_sum, cfg.rules, problem.current_price)
         rm = np.broadcast_to(rm if rm.ndim == 3 else rm[None], (S, B, L))
@@ -1503,9 +1517,7 @@ class _Cust:
         self.band_ok = ok  # [S, B, R]
         self.band_price = np.where(ok, pr, np.nan).astype(np.float32)  # [S, B, R]
         self.rows = _shared_rows(problem.bundle_items, problem.inventory, problem.product_ids, cfg)
-        opc = problem.offers_per_customer
-        self.w = (np.full(C, cfg.offers_per_customer, np.float32) if opc is None
-                  else np.broadcast_to(np.asarray(opc, np.float32), (C,)).astype(np.float32))
+        self.w = _pair_offers(problem, cfg)  # [C] or [C, K]
         self.need_usage = self.rows.m > 0
         # a product with no inventory left: no personal offer of a bundle holding it
         if self.rows.m_inv:
@@ -1529,7 +1541,7 @@ class _Cust:
         s = p.segment[idx][:, None]
         ok = self.band_ok[s, b] & has[:, :, None]  # [c, K, R]
         price = self.band_price[s, b]  # [c, K, R] float32
-        w = self.w[idx][:, None, None]
+        w = self.w[idx][:, :, None] if self.w.ndim == 2 else self.w[idx][:, None, None]
         a_m = p.accept_mean[idx]
         ra = self.cfg.risk_aversion
         if p.accept_low is not None and ra != 0:
@@ -1884,7 +1896,7 @@ def _customer_solution(cu: _Cust, blocks, choices, mu, limits, repaired, bound, 
         am = p.accept_mean[ci_full, kk[gi], rsel[gi]]
         al = p.accept_low[ci_full, kk[gi], rsel[gi]] if p.accept_low is not None else am
         ah = p.accept_high[ci_full, kk[gi], rsel[gi]] if p.accept_high is not None else am
-        w = cu.w[ci_full]
+        w = cu.w[ci_full, kk[gi]] if cu.w.ndim == 2 else cu.w[ci_full]
         mg = price[gi] - p.cost_sum.astype(np.float32)[bsel[gi]]
         rows_c = idx[gi[0]]
         kslot = gi[1]
@@ -1994,8 +2006,8 @@ def check_customer_rules(problem: CustomerProblem, cfg: OptimizeConfig, sol: Cus
         out.append("offer is not a candidate")
     rows = _shared_rows(problem.bundle_items, problem.inventory, problem.product_ids, cfg)
     if rows.m:
-        opc = problem.offers_per_customer
-        w = np.full(len(c), cfg.offers_per_customer) if opc is None else np.broadcast_to(np.asarray(opc, float), (len(problem.segment),))[c]
+        pw = _pair_offers(problem, cfg)
+        w = (pw[c, kk] if pw.ndim == 2 else pw[c]).astype(np.float64)
         # acceptance at the chosen rung: find r with rungs[s, b, r] == col
         rr = problem.rungs[s, b].astype(np.int64)
         rpos = np.argmax(rr == col[:, None], axis=1)

@@ -207,6 +207,30 @@ class CustomerExposure:
         out = np.asarray(self.M.T @ theta.T).T
         return out * self.activity[idx][:, None] if activity else out
 
+    def expected_offers(self, rate: np.ndarray, bundles: np.ndarray, chunk: int = 20_000) -> np.ndarray:
+        """Expected offers of bundle ``bundles[c, k]`` to customer ``c`` in the period, ``[C, K]`` float32.
+
+        ``rate [B]``: offers of each bundle per customer in the period (:func:`offers_rate`). A bundle's
+        offers are shared among the customers in proportion to their exposure to it,
+        ``rate[b] * C * exposure[c, b] / sum_c' exposure[c', b]``, so the inventory and budget a personal
+        price book uses follow who is likely shown what (docs/pricing.md measures the difference).
+        """
+        C = self.counts.shape[0]
+        B = self.n_bundles
+        rate = np.asarray(rate, dtype=np.float64).reshape(B)
+        bundles = np.asarray(bundles)
+        total = np.zeros(B)
+        for start in range(0, C, chunk):
+            total += self.rows(slice(start, min(start + chunk, C))).sum(axis=0)
+        scale = np.where(total > 0, rate * C / np.where(total > 0, total, 1.0), rate)
+        out = np.empty(bundles.shape, dtype=np.float32)
+        for start in range(0, C, chunk):
+            sl = slice(start, min(start + chunk, C))
+            b = np.maximum(bundles[sl], 0)
+            e = np.take_along_axis(self.rows(sl), b, axis=1) if total.any() else np.ones(b.shape)
+            out[sl] = np.where(bundles[sl] >= 0, e * scale[b], 0.0)
+        return out
+
     def segment_means(self, segment_index: np.ndarray, n_segments: int, chunk: int = 50_000) -> np.ndarray:
         """Mean exposure of each segment's customers to each bundle, ``[S, B]``."""
         C = len(segment_index)
@@ -508,7 +532,8 @@ def build_price_book(
             bundle_items=cat.items,
             inventory=cat.inventory if opt.rules.respect_inventory else None,
             product_ids=cat.product_ids,
-            offers_per_customer=float(np.mean(rate)),
+            offers_per_customer=(exposure.expected_offers(rate, candidates) if pb.pair_offers == "exposure"
+                                 else float(np.mean(rate))),
         )
         say("solving personal prices (Lagrangian decomposition)")
         csol = solve_customer_prices(cproblem, popt)

@@ -7,6 +7,8 @@ Every published price is checked by the INDEPENDENT checkers below (``_segment_v
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -94,7 +96,7 @@ def _customer_violations(cp_: CustomerProblem, cfg: OptimizeConfig, sol) -> list
     assert N == cfg.top_n_bundles
     units = np.zeros(len(cp_.bundle_ids))
     spent = 0.0
-    opc = cfg.offers_per_customer if cp_.offers_per_customer is None else cp_.offers_per_customer
+    opc = np.asarray(cfg.offers_per_customer if cp_.offers_per_customer is None else cp_.offers_per_customer, float)
     a = cp_.accept_high if (r.usage_acceptance == "high" and cp_.accept_high is not None) else cp_.accept_mean
     for c in range(C):
         offered = [k for k in range(N) if sol.bundle[c, k] >= 0]
@@ -121,7 +123,8 @@ def _customer_violations(cp_: CustomerProblem, cfg: OptimizeConfig, sol) -> list
             if abs(price - cp_.segment_price[s, b]) > r.customer_band * cp_.list_sum[b] + TOL:
                 out.append(f"customer_band {c}")
             rpos = list(cp_.rungs[s, b]).index(col)
-            u = opc * float(a[c, kk, rpos])
+            w = opc[c, kk] if opc.ndim == 2 else opc[c] if opc.ndim == 1 else opc  # per candidate / customer / all
+            u = float(w) * float(a[c, kk, rpos])
             units[b] += u
             spent += u * (cp_.list_sum[b] - price)
     if cp_.inventory is not None and r.respect_inventory:
@@ -298,6 +301,8 @@ def test_random_instances_obey_every_rule_or_name_the_conflict(
         accept_low=(a * 0.8).astype(np.float32), accept_high=np.minimum(1, a * 1.2).astype(np.float32),
         current_price=prob.current_price, bundle_items=prob.bundle_items,
         inventory=np.where(np.isfinite(prob.inventory), np.floor(rng.uniform(0, 3, P)), np.inf), product_ids=prob.product_ids,
+        # expected offers per candidate pair (a shop shows each customer some bundles more than others)
+        offers_per_customer=rng.uniform(0.2, 3.0, (C, K)) if seed % 2 else 1.0,
     )
     if budget_factor is not None:  # a budget on the scale of these few customers
         cb = max(0.0, budget_factor) * C * 0.1 * float(np.mean(prob.list_sum))
@@ -561,6 +566,29 @@ def test_shared_rows_hold_after_repair_and_the_bound_is_valid(customers):
     assert base.objective <= sol.dual_bound  # the baseline is feasible, so it cannot beat the bound
     assert sol.gap < 0.02
     assert sol.objective < free.objective
+
+
+def test_offers_per_candidate_weigh_the_shared_rows(customers):
+    """Expected offers given per (customer, candidate): a constant array is the scalar; uneven offers
+    move the inventory usage to the pairs shown most, and the rules hold under them."""
+    seg, _, cp_, cfg = customers
+    C, K = cp_.candidates.shape
+    free = solve_customer_prices(cp_, cfg)
+    units_b = np.bincount(free.bundle[free.bundle >= 0], weights=free.expected_conversion[free.bundle >= 0],
+                          minlength=len(seg.bundle_ids))
+    use = np.asarray(seg.bundle_items.T @ units_b).ravel()
+    inventory = np.where(np.arange(len(use)) % 3 == 0, np.floor(0.5 * use), np.inf)
+    scalar = dataclasses.replace(cp_, inventory=inventory, offers_per_customer=2.0)
+    const = dataclasses.replace(cp_, inventory=inventory, offers_per_customer=np.full((C, K), 2.0))
+    a, b = solve_customer_prices(scalar, cfg), solve_customer_prices(const, cfg)
+    assert b.objective == pytest.approx(a.objective, rel=1e-6)
+    np.testing.assert_array_equal(a.bundle, b.bundle)
+    np.testing.assert_allclose(a.price, b.price)
+    uneven = dataclasses.replace(cp_, inventory=inventory,
+                                 offers_per_customer=np.random.default_rng(3).uniform(0.5, 4.0, (C, K)))
+    c = solve_customer_prices(uneven, cfg)
+    assert _customer_violations(uneven, cfg, c) == [] and check_customer_rules(uneven, cfg, c) == []
+    assert c.shared["binding"].any() and not np.array_equal(c.price, a.price)
 
 
 def test_customer_frame_and_binding_bits(customers):

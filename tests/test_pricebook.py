@@ -170,6 +170,30 @@ def test_exposure_follows_interest_and_activity_and_segment_means_average_it():
     np.testing.assert_allclose(means, np.stack([full[1], full[[0, 2]].mean(axis=0)]))
 
 
+def test_expected_offers_share_each_bundles_offers_by_exposure():
+    """Every customer listing every bundle: each bundle's expected offers add up to rate x customers, and
+    are shared in proportion to exposure; -1 candidates get none; chunks change nothing."""
+    from pricing.pricebook import CustomerExposure
+
+    tables = _tables()
+    tables["offers"] = pd.DataFrame({"customer_id": ["u1", "u1", "u1", "u3"], "bundle_id": ["AA", "AA", "AC", "BB"]})
+    cat = catalog(tables)
+    ids = np.array(["u1", "u2", "u3"])
+    exp = CustomerExposure.from_tables(tables, cat, ids, prior=5.0)
+    rate = np.array([0.5, 0.2, 0.1, 0.3])
+    every = np.tile(np.arange(4), (3, 1))
+    w = exp.expected_offers(rate, every)
+    assert w.dtype == np.float32 and w.shape == (3, 4)
+    np.testing.assert_allclose(w.sum(axis=0), rate * 3, rtol=1e-6)
+    full = exp.rows(slice(None))
+    np.testing.assert_allclose(w, full / full.sum(axis=0) * rate * 3, rtol=1e-6)
+    b = {k: i for i, k in enumerate(cat.bundle_ids)}
+    assert w[0, b["AA"]] > w[1, b["AA"]] and w[1, b["BB"]] > w[0, b["BB"]]  # interest decides who is shown what
+    some = np.array([[b["AA"], -1], [b["BB"], b["AA"]], [-1, -1]])
+    got = exp.expected_offers(rate, some, chunk=1)
+    np.testing.assert_allclose(got, [[w[0, b["AA"]], 0], [w[1, b["BB"]], w[1, b["AA"]]], [0, 0]], rtol=1e-6)
+
+
 def test_weighted_segment_acceptance_equals_the_plain_mean_with_equal_weights():
     from pricing.pricebook import _weighted_mean_se
 
