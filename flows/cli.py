@@ -233,11 +233,15 @@ def evaluate(
     t = Table(title=f"Expected profit over {table.attrs['offers']:,} simulated offers ({days} days from "
                     f"{table.attrs['start'][:10]})", title_justify="left")
     for col, just in (("policy", "left"), ("expected profit", "right"), ("per offer", "right"),
-                      ("share of clairvoyant", "right")):
+                      ("share of clairvoyant", "right"), ("units beyond stock", "right")):
         t.add_column(col, justify=just)
     for r in table.itertuples():
-        t.add_row(r.policy, f"{r.expected_profit:,.0f}", f"{r.profit_per_offer:.3f}", f"{r.share_of_clairvoyant:.3f}")
+        t.add_row(r.policy, f"{r.expected_profit:,.0f}", f"{r.profit_per_offer:.3f}", f"{r.share_of_clairvoyant:.3f}",
+                  f"{r.units_beyond_stock:,.1f} ({r.products_over_stock})")
     out.print(t)
+    out.print(f"units beyond stock: expected units of the {table.attrs['limited_products']} products with limited stock "
+              f"sold beyond it over the period at the history's rate ({table.attrs['period_offers']:,} offers), and in "
+              "brackets how many products; the clairvoyant optimum keeps no stock, the price book's inventory rule does.")
 
 class ShiftKind(str, Enum):
     none = "none"

@@ -67,19 +67,29 @@ def evaluate_price_book(
     days: int = 7,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Expected profit of the book and the baselines over the next period's simulated traffic."""
+    """Expected profit of the book and the baselines over the next period's simulated traffic.
+
+    Besides profit, each policy's ``units_beyond_stock``: the expected units of the products with
+    limited stock it would sell beyond that stock over the period, at the history's offer rate
+    (``n_offers`` only sets the precision; its units are scaled to that volume), and
+    ``products_over_stock``. The clairvoyant optimum keeps no stock, and neither does the share: a
+    book that respects inventory gives up the profit of units it may not sell.
+    """
     from pricing.simulator import (
         bundle_index,
         clairvoyant_prices,
         customer_index,
+        expected_units,
         load_market,
+        period_offers,
         sample_traffic,
         true_accept_prob,
     )
 
     market = load_market(data_dir)
     book = read_price_book(prices_dir)
-    start = pd.Timestamp(book.manifest.get("priced_for") or market.end_time).tz_convert("UTC").normalize()
+    # the period the book is played for: from the first midnight after the time it was priced for
+    start = pd.Timestamp(book.manifest.get("priced_for") or market.end_time).tz_convert("UTC").ceil("D")
     traffic = sample_traffic(market, start.tz_localize(None), days, n_offers, seed)
     ci = customer_index(market, traffic["customer_id"].to_numpy())
     bi = bundle_index(market, traffic["bundle_id"].to_numpy())
@@ -90,24 +100,30 @@ def evaluate_price_book(
     def p_true(price: np.ndarray) -> np.ndarray:
         return true_accept_prob(market, ci, bi, price, day)
 
-    def profit(price: np.ndarray) -> float:
-        return float(np.sum(p_true(price) * (price - cost)))
+    limited = np.isfinite(market.inventory)
+    scale = period_offers(market, start, days) / max(len(traffic), 1)
+
+    def outcome(price: np.ndarray) -> tuple[float, float, int]:
+        accept = p_true(price)
+        over = expected_units(market, bi, accept)[limited] * scale - market.inventory[limited]
+        return float(np.sum(accept * (price - cost))), float(np.maximum(over, 0).sum()), int((over > 0).sum())
 
     p_book = price_lookup(book, traffic["customer_id"].to_numpy(), traffic["bundle_id"].to_numpy())
-    _p_star, prof_star = clairvoyant_prices(market, ci, bi, day)
-    clair = float(np.sum(prof_star))
+    p_star, _prof_star = clairvoyant_prices(market, ci, bi, day)
     types = market.customer_type[ci]
     rows = [
-        ("price book", profit(p_book)),
-        ("list price", profit(list_)),
-        ("best single price per bundle", profit(_best_price_per_group(p_true, bi, cost, list_))),
-        ("clairvoyant per latent type", profit(_best_price_per_group(p_true, bi * 100 + types, cost, list_))),
-        ("clairvoyant per customer", clair),
+        ("price book", *outcome(p_book)),
+        ("list price", *outcome(list_)),
+        ("best single price per bundle", *outcome(_best_price_per_group(p_true, bi, cost, list_))),
+        ("clairvoyant per latent type", *outcome(_best_price_per_group(p_true, bi * 100 + types, cost, list_))),
+        ("clairvoyant per customer", *outcome(p_star)),
     ]
-    table = pd.DataFrame(rows, columns=["policy", "expected_profit"])
+    table = pd.DataFrame(rows, columns=["policy", "expected_profit", "units_beyond_stock", "products_over_stock"])
+    clair = float(table["expected_profit"].iloc[-1])
     table["share_of_clairvoyant"] = table["expected_profit"] / clair
     table["profit_per_offer"] = table["expected_profit"] / len(traffic)
-    table.attrs.update({"offers": len(traffic), "days": days, "start": str(start), "mode": book.manifest.get("mode")})
+    table.attrs.update({"offers": len(traffic), "days": days, "start": str(start), "mode": book.manifest.get("mode"),
+                        "period_offers": period_offers(market, start, days), "limited_products": int(limited.sum())})
     return table
 
 

@@ -99,9 +99,11 @@ __all__ = [
     "bundle_index",
     "clairvoyant_prices",
     "customer_index",
+    "expected_units",
     "generate_market",
     "generate_tables",
     "load_market",
+    "period_offers",
     "personalization_gain",
     "play_forward",
     "play_price_book",
@@ -1192,6 +1194,30 @@ def _window_share(market: Market, first_day: int, days: int) -> float:
     return float(window / hist)
 
 
+def period_offers(market: Market, start: pd.Timestamp | str, days: int) -> int:
+    """Offers in the ``days`` from the first midnight at or after ``start`` (naive or UTC) when the
+    history's offer rate goes on, with the calendar's seasonal traffic: the volume
+    :func:`play_price_book` shows by default."""
+    first = int(_day_offsets(market, _period_start(start)))
+    return max(round(market.size.n_offers * _window_share(market, first, int(days))), 1)
+
+
+def _period_start(start: pd.Timestamp | str) -> pd.Timestamp:
+    """A period's first full day (naive UTC): the first midnight at or after ``start``."""
+    day0 = pd.Timestamp(start)
+    if day0.tzinfo is not None:
+        day0 = day0.tz_convert("UTC").tz_localize(None)
+    return day0.ceil("D")
+
+
+def expected_units(market: Market, bundle_idx: np.ndarray, accept: np.ndarray) -> np.ndarray:
+    """Expected units of every product, ``[n_products]``, sold by offers of bundles ``bundle_idx``
+    accepted with probabilities ``accept`` (one unit of each item per accepted bundle)."""
+    bi = np.asarray(bundle_idx)
+    k, prod, _ = _bundle_lines(market, bi, np.zeros(len(bi)))
+    return np.bincount(prod, weights=np.asarray(accept, dtype=np.float64)[k], minlength=market.n_products)
+
+
 def _window_market(market: Market, first_day: int, days: int) -> Market:
     """``market`` seen through the window ``[first_day, first_day + days)`` as if it were the history.
 
@@ -1249,10 +1275,7 @@ def play_price_book(
     from pricing.config import OptimizeConfig
     from pricing.experiment import offer_prices
 
-    day0 = pd.Timestamp(start)
-    if day0.tzinfo is not None:
-        day0 = day0.tz_convert("UTC").tz_localize(None)
-    day0 = day0.ceil("D")  # the period's first full day: no offer of the period lies before ``start``
+    day0 = _period_start(start)  # the period's first full day: no offer of the period lies before ``start``
     first = int(_day_offsets(market, day0))
     if first < 0 or first + int(days) > market.n_days_total:
         raise ValueError(
@@ -1260,7 +1283,7 @@ def play_price_book(
             f"({market.start_date.date()} .. {market.n_days_total} days)"
         )
     if n_offers is None:
-        n_offers = max(round(market.size.n_offers * _window_share(market, first, int(days))), 1)
+        n_offers = period_offers(market, day0, int(days))
     traffic = sample_traffic(market, day0, int(days), int(n_offers), seed)
     price, group = offer_prices(
         book, previous, traffic["customer_id"].to_numpy(), traffic["bundle_id"].to_numpy(),

@@ -15,9 +15,11 @@ from pricing.simulator import (
     bundle_index,
     clairvoyant_prices,
     customer_index,
+    expected_units,
     generate_market,
     generate_tables,
     load_market,
+    period_offers,
     personalization_gain,
     play_forward,
     sample_traffic,
@@ -377,6 +379,31 @@ def test_a_played_period_starts_on_the_first_midnight_after_the_pricing_time(mar
     assert len(t) > 0 and t.min() >= market.end_time and t.max() < market.end_time + pd.Timedelta(days=3)
     again = play_price_book(market, _list_price_book(market), market.end_time, 3, seed=4, with_behaviour=False)
     pd.testing.assert_frame_equal(played["offers"], again["offers"])  # a midnight start is the same period
+
+
+def test_period_offers_is_the_volume_a_played_period_shows(market):
+    from pricing.simulator import play_price_book
+
+    played = play_price_book(market, _list_price_book(market), market.end_time - pd.Timedelta(seconds=1), 3,
+                             seed=2, with_behaviour=False)
+    assert period_offers(market, market.end_time - pd.Timedelta(seconds=1), 3) == len(played["offers"])
+    assert period_offers(market, market.end_time, 3) == len(played["offers"])  # same first midnight
+    assert period_offers(market, market.end_time, 6) > period_offers(market, market.end_time, 3)
+
+
+def test_expected_units_count_one_unit_of_each_item_per_accepted_bundle(market):
+    rng = np.random.default_rng(3)
+    bi = rng.integers(0, market.n_bundles, 200)
+    accept = rng.random(200)
+    want = np.zeros(market.n_products)
+    for b, a in zip(bi, accept):
+        for item in market.bundle_items[b]:
+            if item >= 0:
+                want[item] += a
+    got = expected_units(market, bi, accept)
+    assert got.shape == (market.n_products,)
+    np.testing.assert_allclose(got, want)
+    assert got.sum() > 0
 
 
 def test_stock_covers_peak_bundle_sales_at_list_price(market):
