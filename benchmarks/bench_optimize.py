@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--mid-bundles", type=int, default=600)
     ap.add_argument("--compare-time-limit", type=float, default=120.0)
     ap.add_argument("--skip-compare", action="store_true", help="skip the slow solver comparison")
+    ap.add_argument("--pair-offers", action="store_true",
+                    help="expected offers per (customer, candidate) pair (the price book's default), not one per customer")
     ap.add_argument("--customers-only", action="store_true",
                     help="only stage 2 (segment prices from the Lagrangian heuristic): a clean memory figure")
     args = ap.parse_args()
@@ -158,14 +160,19 @@ def _customers(args, rec, prob, seg_price, base_cfg) -> None:
     print(f"personal prices: {C:,} customers x {K} candidates")
     with rec.stage("customers: generate float32 inputs", customers=C, candidates=K) as st:
         cprob = opt.synthetic_customer_problem(prob, seg_price, base_cfg, C, K, seed=2)
-        st.extra.update(R=cprob.shape[2], input_mib=round(3 * cprob.accept_mean.nbytes / 2**20))
+        if args.pair_offers:  # expected offers per (customer, candidate), mean 1, as the price book passes them
+            cprob.offers_per_customer = np.random.default_rng(3).gamma(2.0, 0.5, (C, K)).astype(np.float32)
+        st.extra.update(R=cprob.shape[2], input_mib=round(3 * cprob.accept_mean.nbytes / 2**20),
+                        offers="per pair" if args.pair_offers else "per customer")
     with rec.stage("customers: no shared rows (pure argmax)") as st:
         free = opt.solve_customer_prices(cprob, base_cfg)
         st.extra.update(status=free.status, offers=int((free.bundle >= 0).sum()))
-    units_b = np.bincount(free.bundle[free.bundle >= 0], weights=free.expected_conversion[free.bundle >= 0], minlength=B)
+    on = free.bundle >= 0
+    offers = np.broadcast_to(opt._pair_offers(cprob, base_cfg).reshape(C, -1), (C, K))
+    w = np.where(on, np.take_along_axis(offers, np.maximum(free.candidate, 0), axis=1), 0.0)  # offers of the chosen pair
+    units_b = np.bincount(free.bundle[on], weights=(free.expected_conversion * w)[on], minlength=B)
     use = np.asarray(prob.bundle_items.T @ units_b).ravel()
-    spent = float(np.nansum((prob.list_sum[np.maximum(free.bundle, 0)] - free.price) * free.expected_conversion
-                            * (free.bundle >= 0)))
+    spent = float(np.nansum((prob.list_sum[np.maximum(free.bundle, 0)] - free.price) * free.expected_conversion * w))
     rng = np.random.default_rng(0)
     cprob.inventory = np.where(rng.random(len(use)) < 0.1, np.floor(0.7 * use), np.inf)
     ccfg = base_cfg.model_copy(update={"rules": base_cfg.rules.model_copy(update={"discount_budget": 0.8 * spent})})
