@@ -82,6 +82,7 @@ def evaluate_price_book(
         expected_units,
         load_market,
         period_offers,
+        period_start,
         sample_traffic,
         true_accept_prob,
     )
@@ -89,8 +90,8 @@ def evaluate_price_book(
     market = load_market(data_dir)
     book = read_price_book(prices_dir)
     # the period the book is played for: from the first midnight after the time it was priced for
-    start = pd.Timestamp(book.manifest.get("priced_for") or market.end_time).tz_convert("UTC").ceil("D")
-    traffic = sample_traffic(market, start.tz_localize(None), days, n_offers, seed)
+    start = period_start(book.manifest.get("priced_for") or market.end_time)
+    traffic = sample_traffic(market, start, days, n_offers, seed)
     ci = customer_index(market, traffic["customer_id"].to_numpy())
     bi = bundle_index(market, traffic["bundle_id"].to_numpy())
     day = traffic["offer_time"]
@@ -101,7 +102,8 @@ def evaluate_price_book(
         return true_accept_prob(market, ci, bi, price, day)
 
     limited = np.isfinite(market.inventory)
-    scale = period_offers(market, start, days) / max(len(traffic), 1)
+    volume = period_offers(market, start, days)
+    scale = volume / max(len(traffic), 1)
 
     def outcome(price: np.ndarray) -> tuple[float, float, int]:
         accept = p_true(price)
@@ -123,7 +125,7 @@ def evaluate_price_book(
     table["share_of_clairvoyant"] = table["expected_profit"] / clair
     table["profit_per_offer"] = table["expected_profit"] / len(traffic)
     table.attrs.update({"offers": len(traffic), "days": days, "start": str(start), "mode": book.manifest.get("mode"),
-                        "period_offers": period_offers(market, start, days), "limited_products": int(limited.sum())})
+                        "period_offers": volume, "limited_products": int(limited.sum())})
     return table
 
 

@@ -104,6 +104,7 @@ __all__ = [
     "generate_tables",
     "load_market",
     "period_offers",
+    "period_start",
     "personalization_gain",
     "play_forward",
     "play_price_book",
@@ -654,12 +655,10 @@ def _peak_week_units_at_list(market: Market, days: int = 28) -> np.ndarray:
     rng = _rng(market.seed, _RNG_STOCK)
     first = max(market.n_days - days, 0)
     days = market.n_days - first
-    n = max(round(market.size.n_offers * _window_share(market, first, days)), 1)
-    ci, bi, secs = _traffic_idx(market, rng, first, days, n)
+    ci, bi, secs = _traffic_idx(market, rng, first, days, _window_offers(market, first, days))
     day = (secs - int(market.start_date.value // 10**9)) // 86400
     prob = true_accept_prob(market, ci, bi, market.bundle_list[bi], day)
-    k, prod, _ = _bundle_lines(market, bi, market.bundle_list[bi])
-    units = np.bincount(prod, weights=prob[k], minlength=market.n_products) * 7.0 / days
+    units = expected_units(market, bi, prob) * 7.0 / days
     weights = _traffic_weight(_day_dates(market, np.arange(market.n_days_total)))
     weekly = np.convolve(weights, np.ones(7), mode="valid")
     window = weights[first:first + days].sum() * 7.0 / days
@@ -1198,11 +1197,15 @@ def period_offers(market: Market, start: pd.Timestamp | str, days: int) -> int:
     """Offers in the ``days`` from the first midnight at or after ``start`` (naive or UTC) when the
     history's offer rate goes on, with the calendar's seasonal traffic: the volume
     :func:`play_price_book` shows by default."""
-    first = int(_day_offsets(market, _period_start(start)))
-    return max(round(market.size.n_offers * _window_share(market, first, int(days))), 1)
+    return _window_offers(market, int(_day_offsets(market, period_start(start))), int(days))
 
 
-def _period_start(start: pd.Timestamp | str) -> pd.Timestamp:
+def _window_offers(market: Market, first_day: int, days: int) -> int:
+    """Offers in the window ``[first_day, first_day + days)`` at the history's offer rate (at least 1)."""
+    return max(round(market.size.n_offers * _window_share(market, first_day, days)), 1)
+
+
+def period_start(start: pd.Timestamp | str) -> pd.Timestamp:
     """A period's first full day (naive UTC): the first midnight at or after ``start``."""
     day0 = pd.Timestamp(start)
     if day0.tzinfo is not None:
@@ -1275,7 +1278,7 @@ def play_price_book(
     from pricing.config import OptimizeConfig
     from pricing.experiment import offer_prices
 
-    day0 = _period_start(start)  # the period's first full day: no offer of the period lies before ``start``
+    day0 = period_start(start)  # the period's first full day: no offer of the period lies before ``start``
     first = int(_day_offsets(market, day0))
     if first < 0 or first + int(days) > market.n_days_total:
         raise ValueError(
